@@ -1,0 +1,94 @@
+"""The small surface every method shares.
+
+A method owns its networks and its view pipeline. The fit loop hands it a :class:`Batch` of uint8 images that
+already live on the device; ``step`` augments them, runs the networks and returns a dict with ``loss`` and named
+metrics. ``on_step_end`` updates momentum encoders and queues; ``backbone`` is what evaluation uses.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..models import Backbone
+
+
+@dataclass
+class Batch:
+    """images: (B, 3, H, W) uint8 on the device; labels: (B,) int64; generator: the run's torch.Generator, on
+    the same device, from which every random augmentation parameter is drawn."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    generator: torch.Generator | None = None
+
+
+class Method(nn.Module):
+    """Base class. Subclasses set ``self.views`` (a callable ``(uint8 images, generator) -> list of views``) and
+    implement :meth:`step`.
+
+    ``exclude_bias_norm``: biases and normalisation parameters get no weight decay (and no LARS adaptation),
+    as in SimCLR/BYOL/solo-learn. Set to False where the paper decays everything (SwAV's CaSSLe script).
+    """
+
+    exclude_bias_norm = True
+
+    def __init__(self, backbone: Backbone):
+        super().__init__()
+        self.backbone = backbone
+        self.memory_format = torch.contiguous_format
+        self.views = None
+
+    # --- what the fit loop calls -------------------------------------------------------------------------
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def on_step_end(self, progress: float) -> None:
+        """Called after each optimizer step; ``progress`` = finished steps / total steps, in (0, 1]."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before each epoch (0-based)."""
+
+    def parameter_groups(self, weight_decay: float) -> list[dict]:
+        """Trainable parameters split into decayed and non-decayed (bias, norm) groups."""
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if self.exclude_bias_norm and p.ndim <= 1 else decay).append(p)
+        groups = [{"params": decay, "weight_decay": weight_decay}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0, "lars_exclude": True})
+        return groups
+
+    # --- helpers for subclasses ---------------------------------------------------------------------------
+    def make_views(self, batch: Batch) -> list[torch.Tensor]:
+        """Augmented float views of the batch, in the memory format the fit loop chose."""
+        views = self.views(batch.images, batch.generator)
+        return [v.contiguous(memory_format=self.memory_format) for v in views]
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy with ``requires_grad=False`` everywhere (momentum targets, CaSSLe's past model)."""
+    twin = copy.deepcopy(module)
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """target <- tau * target + (1 - tau) * online, parameter by parameter; buffers (BN statistics) are copied."""
+    t_params, o_params = list(target.parameters()), list(online.parameters())
+    torch._foreach_mul_(t_params, tau)
+    torch._foreach_add_(t_params, o_params, alpha=1.0 - tau)
+    for tb, ob in zip(target.buffers(), online.buffers()):
+        tb.copy_(ob)
+
+
+def cosine_momentum(base: float, final: float, progress: float) -> float:
+    """BYOL's schedule: tau = final - (final - base) * (cos(pi * progress) + 1) / 2, progress in [0, 1]."""
+    return final - (final - base) * (math.cos(math.pi * progress) + 1) / 2

@@ -1,0 +1,265 @@
+"""The seven self-supervised objectives of the engine, one class each, sharing the :class:`Method` surface.
+
+Each class holds a backbone, the paper's heads (scaled by ``head_scale`` for small CPU backbones) and its view
+pipeline; ``step`` returns the loss plus diagnostics. Defaults follow papers.md (mostly the solo-learn/CaSSLe
+values, since those are the ones re-used for distillation in CaSSLe).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import losses
+from ..data import augment
+from ..models import head
+from .base import Batch, Method, cosine_momentum, ema_update, frozen_copy
+
+
+def _embedding_std(z: torch.Tensor) -> torch.Tensor:
+    """Mean per-dimension std of L2-normalised embeddings: ~1/sqrt(D) when healthy, ~0 when collapsed."""
+    return F.normalize(z.detach().float(), dim=1).std(dim=0).mean()
+
+
+class SSLMethod(Method):
+    """Shared constructor pieces: the views and a projector named by ``projector`` in :data:`models.HEADS`."""
+
+    projector_kind = "simclr_projector"
+    view_recipe = "simclr"
+
+    def __init__(self, backbone, image_size: int = 32, stats=augment.IMAGENET_STATS, head_scale: float = 1.0,
+                 proj_hidden: int | None = None, proj_out: int | None = None, views=None):
+        super().__init__(backbone)
+        self.projector = head(self.projector_kind, backbone.feature_dim, scale=head_scale, hidden=proj_hidden, out=proj_out)
+        self.views = views if views is not None else augment.views_for(self.view_recipe, image_size, *stats)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.projector[-1].num_features if isinstance(self.projector[-1], nn.BatchNorm1d) else self.projector[-1].out_features
+
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x -> (pooled features h, projection z)."""
+        h = self.backbone(x)
+        return h, self.projector(h)
+
+
+class SimCLR(SSLMethod):
+    """SimCLR (Chen et al. 2020, arXiv 2002.05709): NT-Xent between the projections of two views.
+    ``temperature`` 0.2 as solo-learn/CaSSLe on CIFAR (SimCLR's CIFAR runs use 0.5); ``normalize=False`` is the
+    raw dot product of the FKT code."""
+
+    def __init__(self, backbone, temperature: float = 0.2, normalize: bool = True, **kw):
+        super().__init__(backbone, **kw)
+        self.temperature, self.normalize = temperature, normalize
+
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        v1, v2 = self.make_views(batch)[:2]
+        (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        loss = losses.nt_xent(z1, z2, self.temperature, normalize=self.normalize)
+        return {"loss": loss, "z_std": _embedding_std(z1)}
+
+
+class _MomentumMethod(SSLMethod):
+    """An online branch (backbone, projector) and an EMA target copy of both; tau follows BYOL's cosine schedule
+    from ``base_tau`` to ``final_tau`` over the whole run."""
+
+    def __init__(self, backbone, base_tau: float = 0.99, final_tau: float = 1.0, **kw):
+        super().__init__(backbone, **kw)
+        self.base_tau, self.final_tau = base_tau, final_tau
+        self.target_backbone = frozen_copy(self.backbone)
+        self.target_projector = frozen_copy(self.projector)
+        self.tau = base_tau
+
+    @torch.no_grad()
+    def target_embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.target_projector(self.target_backbone(x))
+
+    def on_step_end(self, progress: float) -> None:
+        # tau is a function of progress alone, so a resumed run uses exactly the same values.
+        self.tau = cosine_momentum(self.base_tau, self.final_tau, progress)
+        ema_update(self.target_backbone, self.backbone, self.tau)
+        ema_update(self.target_projector, self.projector, self.tau)
+
+    def parameter_groups(self, weight_decay: float) -> list[dict]:
+        return super().parameter_groups(weight_decay)  # target parameters have requires_grad=False
+
+
+class BYOL(_MomentumMethod):
+    """BYOL (Grill et al. 2020, arXiv 2006.07733): the online predictor regresses the target projection of the other
+    view, L = sum over both directions of 2 - 2 cos(q(z_1), sg(z'_2)); target = EMA, tau 0.99 -> 1 (cosine)."""
+
+    projector_kind = "byol_projector"
+    view_recipe = "byol"
+
+    def __init__(self, backbone, pred_hidden: int | None = None, **kw):
+        super().__init__(backbone, **kw)
+        scale = kw.get("head_scale", 1.0)
+        self.predictor = head("byol_predictor", self.embed_dim, scale=scale, hidden=pred_hidden, out=self.embed_dim)
+
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        v1, v2 = self.make_views(batch)[:2]
+        (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        p1, p2 = self.predictor(z1), self.predictor(z2)
+        t1, t2 = self.target_embed(v1), self.target_embed(v2)
+        loss = losses.byol_loss(p1, t2) + losses.byol_loss(p2, t1)
+        return {"loss": loss, "z_std": _embedding_std(z1), "tau": torch.tensor(self.tau)}
+
+
+class MoCoV2Plus(_MomentumMethod):
+    """MoCo v2+ (Chen et al. 2020, arXiv 2003.04297; solo-learn's symmetric variant): InfoNCE of the query of one
+    view against the momentum key of the other and a queue of past keys, symmetrised; tau 0.99 -> 0.999.
+    ``queue_size`` 65,536 in the paper; keep it below the number of training images on small data."""
+
+    projector_kind = "mocov2plus_projector"
+
+    def __init__(self, backbone, temperature: float = 0.2, queue_size: int = 65536, base_tau: float = 0.99,
+                 final_tau: float = 0.999, **kw):
+        super().__init__(backbone, base_tau=base_tau, final_tau=final_tau, **kw)
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        self.temperature = temperature
+        self.register_buffer("queue", torch.zeros(2, queue_size, self.embed_dim))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
+        self._pending: torch.Tensor | None = None
+
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        v1, v2 = self.make_views(batch)[:2]
+        (_, q1), (_, q2) = self.embed(v1), self.embed(v2)
+        k1, k2 = self.target_embed(v1), self.target_embed(v2)
+        k1, k2 = F.normalize(k1.float(), dim=1), F.normalize(k2.float(), dim=1)
+        # Only real keys serve as negatives: random initial queue entries push a small embedding into collapse.
+        filled = int(self.queue_filled)
+        queue = self.queue[:, :filled].clone() if filled else torch.stack([k1, k2]).detach()
+        loss = (losses.info_nce(q1, k2, queue[1], self.temperature) + losses.info_nce(q2, k1, queue[0], self.temperature)) / 2
+        self._pending = torch.stack([k1, k2])
+        return {"loss": loss, "z_std": _embedding_std(q1)}
+
+    @torch.no_grad()
+    def on_step_end(self, progress: float) -> None:
+        super().on_step_end(progress)
+        if self._pending is not None:
+            keys, self._pending = self._pending, None
+            size, b = self.queue.shape[1], keys.shape[1]
+            idx = (self.queue_ptr + torch.arange(b, device=keys.device)) % size
+            self.queue[:, idx[-size:]] = keys[:, -size:].to(self.queue.dtype)
+            self.queue_ptr.copy_((self.queue_ptr + b) % size)
+            self.queue_filled.add_(b).clamp_(max=size)
+
+
+class SimSiam(SSLMethod):
+    """SimSiam (Chen & He 2021, arXiv 2011.10566): L = D(p1, sg(z2))/2 + D(p2, sg(z1))/2 with D the negative cosine.
+    ``stop_gradient=False`` removes the stop-gradient and shows the collapse the paper describes."""
+
+    projector_kind = "simsiam_projector"
+
+    def __init__(self, backbone, stop_gradient: bool = True, pred_hidden: int | None = None, **kw):
+        super().__init__(backbone, **kw)
+        self.stop_gradient = stop_gradient
+        scale = kw.get("head_scale", 1.0)
+        self.predictor = head("simsiam_predictor", self.embed_dim, scale=scale, hidden=pred_hidden, out=self.embed_dim)
+
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        v1, v2 = self.make_views(batch)[:2]
+        (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        p1, p2 = self.predictor(z1), self.predictor(z2)
+        t1, t2 = (z1.detach(), z2.detach()) if self.stop_gradient else (z1, z2)
+        loss = (losses.negative_cosine(p1, t2) + losses.negative_cosine(p2, t1)) / 2
+        return {"loss": loss, "z_std": _embedding_std(z1)}
+
+
+class BarlowTwins(SSLMethod):
+    """Barlow Twins (Zbontar et al. 2021, arXiv 2103.03230): the cross-correlation of the standardised projections
+    is pushed to the identity; lambda_offdiag 5e-3, ``scale`` 0.1 as solo-learn/CaSSLe."""
+
+    projector_kind = "barlow_projector"
+    view_recipe = "byol"
+
+    def __init__(self, backbone, lambda_offdiag: float = 5e-3, scale: float = 0.1, **kw):
+        super().__init__(backbone, **kw)
+        self.lambda_offdiag, self.scale = lambda_offdiag, scale
+
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        v1, v2 = self.make_views(batch)[:2]
+        (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        loss = losses.barlow_twins(z1, z2, lambda_offdiag=self.lambda_offdiag, scale=self.scale)
+        return {"loss": loss, "z_std": _embedding_std(z1)}
+
+
+class VICReg(SSLMethod):
+    """VICReg (Bardes et al. 2022, arXiv 2105.04906): invariance (MSE) + variance (hinge on the per-dim std) +
+    covariance (off-diagonal) terms, weights 25 / 25 / 1."""
+
+    projector_kind = "vicreg_projector"
+    view_recipe = "byol"
+
+    def __init__(self, backbone, sim_weight: float = 25.0, var_weight: float = 25.0, cov_weight: float = 1.0, **kw):
+        super().__init__(backbone, **kw)
+        self.weights = dict(sim_weight=sim_weight, var_weight=var_weight, cov_weight=cov_weight)
+
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        v1, v2 = self.make_views(batch)[:2]
+        (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        terms = losses.vicreg_terms(z1, z2)
+        w = self.weights
+        loss = w["sim_weight"] * terms["invariance"] + w["var_weight"] * terms["variance"] + w["cov_weight"] * terms["covariance"]
+        return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
+
+
+class SwAV(SSLMethod):
+    """SwAV (Caron et al. 2020, arXiv 2006.09882): online clustering. Normalised projections are scored against
+    ``num_prototypes`` L2-normalised prototypes; Sinkhorn-Knopp (eps 0.05, 3 iterations) turns one view's scores into
+    codes that the other view predicts (swapped prediction, temperature 0.1). Prototypes are frozen for the first
+    ``freeze_prototypes_epochs`` epochs; an optional queue of past projections (``queue_size``, from
+    ``queue_start_epoch``) stabilises Sinkhorn when the batch is small."""
+
+    projector_kind = "swav_projector"
+    exclude_bias_norm = True
+
+    def __init__(self, backbone, num_prototypes: int = 3000, temperature: float = 0.1, epsilon: float = 0.05,
+                 sinkhorn_iterations: int = 3, freeze_prototypes_epochs: int = 2, queue_size: int = 0,
+                 queue_start_epoch: int = 0, **kw):
+        super().__init__(backbone, **kw)
+        if num_prototypes < 2:
+            raise ValueError(f"num_prototypes must be >= 2, got {num_prototypes}")
+        self.prototypes = nn.Linear(self.embed_dim, num_prototypes, bias=False)
+        self.temperature, self.epsilon, self.iterations = temperature, epsilon, sinkhorn_iterations
+        self.freeze_prototypes_epochs, self.queue_start_epoch = freeze_prototypes_epochs, queue_start_epoch
+        self.register_buffer("queue", torch.zeros(2, queue_size, self.embed_dim))
+        self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
+        self.epoch = 0
+        self._pending: torch.Tensor | None = None
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def scores(self, z: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
+        """z: (B, D) projections -> (B, K) cosine scores against the normalised prototypes."""
+        w = F.normalize(self.prototypes.weight if prototypes is None else prototypes, dim=1)
+        return F.normalize(z, dim=1) @ w.t()
+
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
+        v1, v2 = self.make_views(batch)[:2]
+        (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        frozen = self.epoch < self.freeze_prototypes_epochs
+        protos = self.prototypes.weight.detach() if frozen else None
+        s1, s2 = self.scores(z1, protos), self.scores(z2, protos)
+        queue1 = queue2 = None
+        use_queue = self.queue.shape[1] > 0 and self.epoch >= self.queue_start_epoch
+        if use_queue and int(self.queue_filled) >= self.queue.shape[1]:
+            with torch.no_grad():
+                queue1, queue2 = self.scores(self.queue[0]), self.scores(self.queue[1])
+        loss = losses.swav_loss(s1, s2, self.temperature, self.epsilon, self.iterations, queue1, queue2)
+        if use_queue:
+            self._pending = torch.stack([F.normalize(z1.detach().float(), dim=1), F.normalize(z2.detach().float(), dim=1)])
+        return {"loss": loss, "z_std": _embedding_std(z1)}
+
+    @torch.no_grad()
+    def on_step_end(self, progress: float) -> None:
+        if self._pending is not None:
+            z, self._pending = self._pending, None
+            b, size = z.shape[1], self.queue.shape[1]
+            self.queue.copy_(torch.cat([z, self.queue], dim=1)[:, :size].to(self.queue.dtype))
+            self.queue_filled.add_(b)

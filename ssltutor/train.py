@@ -1,0 +1,303 @@
+"""The one training loop of the package.
+
+``fit(method, data, epochs=...)`` moves the uint8 dataset to the device once, draws a permutation per epoch from one
+seeded ``torch.Generator`` (which also drives every augmentation), and calls ``method.step`` on each batch. It handles
+the optimizer (SGD, LARS, Adam, AdamW), warmup + cosine learning rate, mixed precision (bf16 on CPU and GPU, fp16 with
+a grad scaler on CUDA), channels_last, optional ``torch.compile``, gradient clipping, atomic checkpoints with exact
+resume, a tqdm progress bar, callbacks (e.g. kNN accuracy each epoch) and the history as pandas DataFrames.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data.loader import DeviceLoader
+from .methods.base import Batch, Method
+
+OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
+PRECISIONS = ("fp32", "bf16", "fp16")
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and layer-wise adaptive rate scaling (You et al. 2017, arXiv 1708.03888), as solo-learn
+    uses it: each parameter's update is scaled by ``eta * ||w|| / (||g|| + wd * ||w||)`` (clipped at the learning
+    rate when ``clip=True``); groups flagged ``lars_exclude`` (biases, norms) skip the adaptation."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02,
+                 clip: bool = True, eps: float = 1e-8):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, clip=clip, eps=eps,
+                                      lars_exclude=False))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if group["weight_decay"]:
+                    g = g.add(p, alpha=group["weight_decay"])
+                if not group["lars_exclude"]:
+                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
+                    ratio = group["eta"] * w_norm / (g_norm + group["eps"])
+                    ratio = torch.where((w_norm > 0) & (g_norm > 0), ratio, torch.ones_like(ratio))
+                    if group["clip"]:
+                        ratio = torch.clamp(ratio / group["lr"], max=1.0) if group["lr"] > 0 else torch.ones_like(ratio)
+                    g = g * ratio
+                buf = self.state[p].get("momentum_buffer")
+                if buf is None:
+                    buf = self.state[p]["momentum_buffer"] = g.clone()
+                else:
+                    buf.mul_(group["momentum"]).add_(g)
+                p.add_(buf, alpha=-group["lr"])
+
+
+def make_optimizer(groups: list[dict], name: str, lr: float, momentum: float = 0.9) -> torch.optim.Optimizer:
+    """Build one of :data:`OPTIMIZERS` over parameter groups (each carries its own weight decay)."""
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=momentum)
+    clean = [{k: v for k, v in g.items() if k != "lars_exclude"} for g in groups]
+    if name == "adam":
+        return torch.optim.Adam(clean, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(clean, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float, min_lr: float = 0.0,
+          schedule: str = "cosine") -> float:
+    """Linear warmup from 0 over ``warmup_steps``, then cosine decay to ``min_lr`` (or constant)."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return base_lr
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass
+class History:
+    """``steps``: one row per optimizer step (epoch, step, loss, lr, metrics, images_per_s); ``epochs``: per-epoch
+    means plus callback metrics and the epoch's wall time."""
+
+    steps: pd.DataFrame = field(default_factory=pd.DataFrame)
+    epochs: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write(lambda f: self.steps.to_csv(f, index=False), folder / "history_steps.csv", text=True)
+        _atomic_write(lambda f: self.epochs.to_csv(f, index=False), folder / "history_epochs.csv", text=True)
+
+
+@dataclass
+class FitState:
+    """What callbacks see at the end of an epoch."""
+
+    method: Method
+    epoch: int
+    step: int
+    device: torch.device
+    history: History
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+def _atomic_write(write: Callable, path: Path, text: bool = False) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w" if text else "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/"auto" picks CUDA when present, else MPS, else CPU."""
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was requested but CUDA is not available: use device='cpu' or 'auto'")
+    return device
+
+
+def _check_args(epochs, batch_size, n, optimizer, precision, device, lr, drop_last):
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if batch_size < 2:
+        raise ValueError(f"batch_size must be >= 2 (batch statistics and contrastive losses need pairs), got {batch_size}")
+    if drop_last and batch_size > n:
+        raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n} images): lower batch_size")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision='fp16' needs CUDA (it uses a grad scaler); use 'bf16' on CPU")
+    if lr is not None and lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+
+
+def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: str = "sgd", lr: float | None = None,
+        weight_decay: float = 5e-4, momentum: float = 0.9, warmup_epochs: float = 0, min_lr: float = 0.0,
+        schedule: str = "cosine", precision: str = "fp32", channels_last: bool = False, compile: bool = False,
+        grad_clip: float | None = None, device: str | torch.device | None = None, seed: int = 0,
+        checkpoint_dir: str | Path | None = None, checkpoint_every: int = 1, resume: bool = False,
+        callbacks: Iterable[Callable[[FitState], dict | None]] = (), progress: bool = True, log_every: int = 1,
+        drop_last: bool = True) -> History:
+    """Train ``method`` on ``data`` (an ``ImageDataset`` or a pair ``(images uint8, labels)``) for ``epochs``.
+
+    lr: defaults to 0.05 * batch_size / 256 for SGD/LARS and 1e-3 for Adam/AdamW (linear scaling rule).
+    checkpoint_dir: where ``checkpoint.pt`` (every ``checkpoint_every`` epochs, written atomically) and the history
+    CSVs go; ``resume=True`` continues from the checkpoint there and reaches the same weights as an uninterrupted run
+    (bitwise on CPU with the same seed and thread count).
+    callbacks: called with a :class:`FitState` after each epoch; a returned dict is added to the epoch's history row.
+    Returns a :class:`History`.
+    """
+    images, labels = (data.images, data.labels) if hasattr(data, "images") else data
+    device = resolve_device(device)
+    _check_args(epochs, batch_size, len(images), optimizer, precision, device, lr, drop_last)
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir (the folder holding checkpoint.pt)")
+    if lr is None:
+        lr = 1e-3 if optimizer in ("adam", "adamw") else 0.05 * batch_size / 256
+
+    method.to(device)
+    if channels_last:
+        method.to(memory_format=torch.channels_last)
+        method.memory_format = torch.channels_last
+    if compile:
+        method.backbone.compile()
+
+    generator = torch.Generator(device=device).manual_seed(seed)
+    loader = DeviceLoader(images, labels, batch_size, shuffle=True, drop_last=drop_last, generator=generator, device=device)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"no full batch of {batch_size} in {len(images)} images: lower batch_size or set drop_last=False")
+    total_steps = epochs * steps_per_epoch
+    opt = make_optimizer(method.parameter_groups(weight_decay), optimizer, lr, momentum)
+    base_lrs = [g.get("lr_scale", 1.0) for g in opt.param_groups]
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+    history = History()
+    step_rows: list[dict] = []
+    epoch_rows: list[dict] = []
+    start_epoch, global_step = 0, 0
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        method.load_state_dict(state["method"])
+        opt.load_state_dict(state["optimizer"])
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        generator.set_state(state["generator"].cpu())
+        start_epoch, global_step = state["epoch"], state["step"]
+        step_rows, epoch_rows = list(state["step_rows"]), list(state["epoch_rows"])
+
+    method.train()
+    for epoch in range(start_epoch, epochs):
+        method.on_epoch_start(epoch)
+        t_epoch = time.perf_counter()
+        pending: list[tuple[int, dict[str, torch.Tensor], float]] = []
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
+        t_last = time.perf_counter()
+        for x, y in bar:
+            lr_now = lr_at(global_step, total_steps, int(warmup_epochs * steps_per_epoch), lr, min_lr, schedule)
+            for group, scale in zip(opt.param_groups, base_lrs):
+                group["lr"] = lr_now * scale
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                out = method.step(Batch(x, y, generator))
+            loss = out["loss"]
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            global_step += 1
+            method.on_step_end(global_step / total_steps)
+            pending.append((global_step, {k: v.detach() for k, v in out.items()}, lr_now))
+            if len(pending) >= log_every or global_step % steps_per_epoch == 0:
+                rows = _flush(pending, epoch, x.shape[0], time.perf_counter() - t_last, ckpt_path)
+                step_rows.extend(rows)
+                t_last = time.perf_counter()
+                pending = []
+                if progress:
+                    bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", lr=f"{lr_now:.3g}",
+                                    img_s=f"{rows[-1]['images_per_s']:.0f}")
+        epoch_time = time.perf_counter() - t_epoch
+        df = pd.DataFrame(step_rows)
+        row = {"epoch": epoch + 1, "step": global_step, "time_s": epoch_time,
+               **df[df.epoch == epoch + 1].drop(columns=["epoch", "step"]).mean(numeric_only=True).to_dict()}
+        history.steps = df
+        state_for_cb = FitState(method, epoch + 1, global_step, device, history)
+        for cb in callbacks:
+            extra = cb(state_for_cb)
+            if extra:
+                row.update(extra)
+        method.train()
+        epoch_rows.append(row)
+        history.epochs = pd.DataFrame(epoch_rows)
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}/{epochs}: " + ", ".join(
+                f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step") and isinstance(v, float)))
+        if ckpt_path is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+            state = {"method": method.state_dict(), "optimizer": opt.state_dict(), "generator": generator.get_state(),
+                     "epoch": epoch + 1, "step": global_step, "step_rows": step_rows, "epoch_rows": epoch_rows}
+            if scaler is not None:
+                state["scaler"] = scaler.state_dict()
+            _atomic_write(lambda f: torch.save(state, f), ckpt_path)
+            history.save(ckpt_path.parent)
+    history.steps, history.epochs = pd.DataFrame(step_rows), pd.DataFrame(epoch_rows)
+    method.eval()
+    return history
+
+
+def _flush(pending, epoch, batch_size, elapsed, ckpt_path) -> list[dict]:
+    rows = []
+    stacked = {k: torch.stack([p[1][k].float().reshape(()) for p in pending]).cpu() for k in pending[0][1]}
+    per_step = elapsed / len(pending)
+    for i, (step, _, lr_now) in enumerate(pending):
+        row = {"epoch": epoch + 1, "step": step, "lr": lr_now}
+        row.update({k: float(v[i]) for k, v in stacked.items()})
+        row["images_per_s"] = batch_size / per_step if per_step > 0 else float("nan")
+        if not math.isfinite(row["loss"]):
+            where = f"the last good checkpoint {ckpt_path} is untouched" if ckpt_path else "no checkpoint was written"
+            raise NonFiniteLossError(
+                f"loss is {row['loss']} at step {step} (epoch {epoch + 1}); {where}. Lower the learning rate, "
+                "set grad_clip, or train in fp32")
+        rows.append(row)
+    return rows

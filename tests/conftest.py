@@ -1,0 +1,21 @@
+"""Shared fixtures: the real data subsets and a fixed thread count for CPU tests."""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+SHARED_DATA = Path(os.environ.get("SSLTUTOR_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Folder with the small real subsets (see shared/data/README.md). Fails, never skips, when missing."""
+    if not SHARED_DATA.is_dir():
+        raise FileNotFoundError(
+            f"real test data not found at {SHARED_DATA}: set SSLTUTOR_TEST_DATA to the folder holding "
+            "intel_image/, cifar-10-batches-py/ and aptos2019/"
+        )
+    return SHARED_DATA

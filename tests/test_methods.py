@@ -1,0 +1,112 @@
+"""Every method: the surface works, bad options raise, and each one learns on real digits in a short CPU run."""
+import pytest
+import torch
+
+from ssltutor import methods
+from ssltutor.data import load
+from ssltutor.evaluate import extract_features, knn_accuracy
+from ssltutor.methods import METHODS, SSL_METHODS, Batch, create
+from ssltutor.models import create_backbone
+from ssltutor.train import fit
+
+SMALL = dict(head_scale=1 / 32)
+
+
+def _batch(n=16, size=32, classes=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+    return Batch(images, torch.arange(n) % classes, g)
+
+
+def _make(name, **kw):
+    opts = dict(kw)
+    if name == "supervised":
+        opts.setdefault("num_classes", 4)
+    else:
+        opts.update(SMALL)
+    if name == "swav":
+        opts.setdefault("num_prototypes", 32)
+    if name == "mocov2plus":
+        opts.setdefault("queue_size", 64)
+    return create(name, create_backbone("small_convnet", width=8), **opts)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_step_returns_finite_loss_and_backprops(name):
+    m = _make(name)
+    out = m.step(_batch())
+    assert set(out) >= {"loss"} and out["loss"].ndim == 0 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    grads = [p.grad for p in m.backbone.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    m.on_step_end(0.5)
+    groups = m.parameter_groups(1e-4)
+    assert sum(len(g["params"]) for g in groups) == sum(1 for p in m.parameters() if p.requires_grad)
+    assert all(p.ndim <= 1 for p in groups[1]["params"]) and groups[1]["weight_decay"] == 0.0
+
+
+def test_create_rejects_unknown_names_and_options():
+    with pytest.raises(ValueError, match="choose one of"):
+        create("dino")
+    with pytest.raises(ValueError, match="allowed are"):
+        create("simclr", temprature=0.1)
+    assert isinstance(create("byol").backbone, type(create_backbone("small_convnet")))
+
+
+def test_momentum_targets_follow_ema_and_get_no_gradient():
+    m = _make("byol")
+    assert not any(p.requires_grad for p in m.target_backbone.parameters())
+    before = [p.clone() for p in m.target_backbone.parameters()]
+    m.step(_batch())["loss"].backward()
+    with torch.no_grad():
+        for p in m.backbone.parameters():
+            p.add_(1.0)
+    m.on_step_end(0.0)  # tau = base 0.99
+    for b, t, o in zip(before, m.target_backbone.parameters(), m.backbone.parameters()):
+        assert torch.allclose(t, 0.99 * b + 0.01 * o, atol=1e-6)
+    assert methods.cosine_momentum(0.99, 1.0, 1.0) == pytest.approx(1.0)
+
+
+def test_moco_queue_receives_keys():
+    m = _make("mocov2plus", queue_size=40)
+    m.step(_batch(n=16))
+    m.on_step_end(0.1)
+    assert int(m.queue_ptr) == 16
+    norms = m.queue[:, :16].norm(dim=-1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4)
+
+
+def test_swav_prototypes_frozen_early():
+    m = _make("swav", freeze_prototypes_epochs=1)
+    m.on_epoch_start(0)
+    m.step(_batch())["loss"].backward()
+    assert m.prototypes.weight.grad is None or m.prototypes.weight.grad.abs().sum() == 0
+    m.zero_grad()
+    m.on_epoch_start(1)
+    m.step(_batch())["loss"].backward()
+    assert m.prototypes.weight.grad.abs().sum() > 0
+
+
+def test_simsiam_without_stop_gradient_is_an_option():
+    m = _make("simsiam", stop_gradient=False)
+    assert torch.isfinite(m.step(_batch())["loss"])
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load("digits", split="train"), load("digits", split="test")
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_method_learns_on_real_digits(name, digits):
+    """Loss falls over a short CPU run and kNN accuracy ends well above chance (10 classes: 10%)."""
+    train, test = digits
+    torch.manual_seed(0)
+    m = _make(name, **({"num_classes": 10} if name == "supervised" else {}))
+    hist = fit(m, train, epochs=4, batch_size=128, lr=0.05 if name != "supervised" else 0.1, seed=0, progress=False)
+    per_epoch = hist.epochs["loss"].tolist()
+    assert per_epoch[-1] < per_epoch[0], per_epoch
+    f_train = extract_features(m.backbone, train.images)
+    f_test = extract_features(m.backbone, test.images)
+    acc = knn_accuracy(f_train, train.labels, f_test, test.labels, k=20)
+    assert acc > 0.5, acc

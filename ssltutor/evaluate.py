@@ -551,3 +551,29 @@ def continual_metrics(R, random_baseline=None) -> dict[str, float | None]:
             raise ValueError("forward transfer needs R[j-1, j] (accuracy on task j before training it) for j >= 1")
         result["forward_transfer"] = float((before - b[new]).mean())
     return result
+
+
+class KNNMonitor:
+    """A ``fit`` callback: weighted-kNN accuracy of the method's backbone after every ``every`` epochs.
+
+    train / test: ``ImageDataset``-like objects (uint8 ``images``, ``labels``); features go through the method's
+    ``eval_transform`` (the normalisation it trains with). Returns ``{"knn_acc": ...}`` for the history row.
+    """
+
+    def __init__(self, train, test, k: int = 200, temperature: float = 0.1, every: int = 1, batch_size: int = 512):
+        if every < 1:
+            raise ValueError(f"every must be >= 1 epoch, got {every}")
+        self.train, self.test = train, test
+        self.k, self.temperature, self.every, self.batch_size = k, temperature, every, batch_size
+
+    def __call__(self, state) -> dict[str, float] | None:
+        if state.epoch % self.every:
+            return None
+        method = state.method
+        transform = getattr(method, "eval_transform", None)
+        f_train = extract_features(method.backbone, self.train.images, transform, self.batch_size)
+        f_test = extract_features(method.backbone, self.test.images, transform, self.batch_size)
+        num_classes = int(max(self.train.labels.max(), self.test.labels.max())) + 1
+        acc = knn_accuracy(f_train, self.train.labels.to(f_train.device), f_test, self.test.labels.to(f_test.device),
+                           k=self.k, temperature=self.temperature, num_classes=num_classes)
+        return {"knn_acc": acc}

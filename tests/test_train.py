@@ -125,3 +125,16 @@ def test_lars_scales_updates_per_layer():
     # adapted: eta * ||w|| / ||g|| = 0.02 * sqrt(10) / (100 sqrt(10)) = 2e-4 -> step 100 * 2e-4 = 0.02
     assert torch.allclose(w, torch.full((10,), 0.98))
     assert torch.allclose(b, torch.full((10,), -99.0))
+
+
+def test_knn_monitor_logs_accuracy_each_epoch(tiny):
+    from ssltutor.data import ImageDataset
+    from ssltutor.evaluate import KNNMonitor
+
+    images, labels = tiny
+    train = ImageDataset(images[:128], labels[:128], [str(i) for i in range(10)], "digits", "train")
+    test = ImageDataset(images[128:], labels[128:], [str(i) for i in range(10)], "digits", "test")
+    h = fit(_method(), train, epochs=2, batch_size=64, seed=0, progress=False, callbacks=[KNNMonitor(train, test, k=10)])
+    assert h.epochs["knn_acc"].between(0.2, 1.0).all()
+    with pytest.raises(ValueError, match="every"):
+        KNNMonitor(train, test, every=0)

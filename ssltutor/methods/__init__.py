@@ -21,6 +21,22 @@ METHODS: dict[str, type[Method]] = {
 }
 SSL_METHODS = tuple(m for m in METHODS if m != "supervised")
 
+# Paper 002 (EffSSL): "<base>_rot" for simclr/byol/mocov2plus/simsiam/barlow_twins/vicreg/swav, and "rotnet".
+from .rotation import RotationAuxiliary, RotNet, rotation_class, rotation_methods, with_rotation  # noqa: E402
+METHODS.update(rotation_methods(METHODS))
+# Paper 001 (internal pretext task): channel-discard joint labels, and SLA's rotation joint labels.
+from .internal import SLA, InternalPretext, JointLabelMethod  # noqa: E402
+METHODS.update({"internal": InternalPretext, "sla": SLA})
+# Paper 004 (DoGo): two models distilling each other's similarity distributions, and one model alone.
+from .dogo import DoGo, DoGoBaseline  # noqa: E402
+METHODS.update({"dogo": DoGo, "dogo_baseline": DoGoBaseline})
+# Paper 003 (CaSSLe): any SSL method made continual by predictive distillation, create("cassle", ssl_method=...).
+from .cassle import CaSSLe  # noqa: E402
+METHODS.update({"cassle": CaSSLe})
+# Paper 000 (FKT): joint CE + NT-Xent through one backbone (the baselines are "supervised" and "simclr").
+from .fkt import FKT  # noqa: E402
+METHODS.update({"fkt": FKT})
+
 
 def register(name: str, cls: type[Method]) -> None:
     """Make a method available to :func:`create` (the paper methods register themselves)."""
@@ -59,4 +75,4 @@ def create(name: str, backbone: Backbone | str | None = None, *, dataset: str | 
 
 __all__ = ["Batch", "Method", "METHODS", "SSL_METHODS", "create", "register", "allowed_options", "frozen_copy",
            "ema_update", "cosine_momentum", "SSLMethod", "Supervised", "SimCLR", "BYOL", "MoCoV2Plus", "SimSiam",
-           "BarlowTwins", "VICReg", "SwAV"]
+           "BarlowTwins", "VICReg", "SwAV", "RotationAuxiliary", "RotNet", "rotation_class", "with_rotation"]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..data import augment
+from ..evaluate import extract_features
 from ..models import Backbone
 
 
@@ -36,11 +38,14 @@ class Method(nn.Module):
 
     exclude_bias_norm = True
 
-    def __init__(self, backbone: Backbone):
+    def __init__(self, backbone: Backbone, image_size: int = 32, stats=augment.IMAGENET_STATS):
         super().__init__()
         self.backbone = backbone
         self.memory_format = torch.contiguous_format
         self.views = None
+        self.image_size, self.stats = image_size, stats
+        # Evaluation must see inputs normalised like training: BN running statistics depend on it.
+        self.eval_transform = augment.eval_transform(image_size, *stats)
 
     # --- what the fit loop calls -------------------------------------------------------------------------
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
@@ -65,6 +70,11 @@ class Method(nn.Module):
         return groups
 
     # --- helpers for subclasses ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def features(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """(N, 3, H, W) uint8 images -> (N, D) backbone features, eval mode, with this method's eval transform."""
+        return extract_features(self.backbone, images, transform=self.eval_transform, batch_size=batch_size)
+
     def make_views(self, batch: Batch) -> list[torch.Tensor]:
         """Augmented float views of the batch, in the memory format the fit loop chose."""
         views = self.views(batch.images, batch.generator)

@@ -28,10 +28,20 @@ class SSLMethod(Method):
     view_recipe = "simclr"
 
     def __init__(self, backbone, image_size: int = 32, stats=augment.IMAGENET_STATS, head_scale: float = 1.0,
-                 proj_hidden: int | None = None, proj_out: int | None = None, views=None):
-        super().__init__(backbone)
+                 proj_hidden: int | None = None, proj_out: int | None = None, views=None,
+                 crop_scale: tuple[float, float] = (0.08, 1.0), jitter_strength: float | None = None):
+        """``crop_scale``: RandomResizedCrop's area range (0.08-1 in the papers; 0.2-1 learns faster on short CPU
+        runs at 32 px). ``jitter_strength``: colour-jitter strength s of SimCLR-style views (None: the recipe's)."""
+        super().__init__(backbone, image_size, stats)
         self.projector = head(self.projector_kind, backbone.feature_dim, scale=head_scale, hidden=proj_hidden, out=proj_out)
-        self.views = views if views is not None else augment.views_for(self.view_recipe, image_size, *stats)
+        if views is None:
+            options = {"scale": tuple(crop_scale)}
+            if jitter_strength is not None:
+                if self.view_recipe == "byol":
+                    raise ValueError("jitter_strength applies to SimCLR-style views; BYOL-style views use fixed strengths")
+                options["strength"] = jitter_strength
+            views = augment.views_for(self.view_recipe, image_size, *stats, **options)
+        self.views = views
 
     @property
     def embed_dim(self) -> int:
@@ -111,6 +121,7 @@ class MoCoV2Plus(_MomentumMethod):
     ``queue_size`` 65,536 in the paper; keep it below the number of training images on small data."""
 
     projector_kind = "mocov2plus_projector"
+    view_recipe = "mocov2plus"
 
     def __init__(self, backbone, temperature: float = 0.2, queue_size: int = 65536, base_tau: float = 0.99,
                  final_tau: float = 0.999, **kw):
@@ -152,6 +163,7 @@ class SimSiam(SSLMethod):
     ``stop_gradient=False`` removes the stop-gradient and shows the collapse the paper describes."""
 
     projector_kind = "simsiam_projector"
+    view_recipe = "simsiam"
 
     def __init__(self, backbone, stop_gradient: bool = True, pred_hidden: int | None = None, **kw):
         super().__init__(backbone, **kw)

@@ -16,7 +16,7 @@ class Supervised(Method):
 
     def __init__(self, backbone, num_classes: int, image_size: int = 32, stats=augment.IMAGENET_STATS,
                  augment_views: str = "crop_flip", label_smoothing: float = 0.0):
-        super().__init__(backbone)
+        super().__init__(backbone, image_size, stats)
         if num_classes is None or num_classes < 2:
             raise ValueError(f"supervised needs num_classes >= 2, got {num_classes}")
         self.num_classes = num_classes

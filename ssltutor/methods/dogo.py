@@ -1,0 +1,272 @@
+"""Distill-on-the-Go (DoGo): two self-supervised models trained side by side, each distilling the other's
+similarity distribution (Bhat, Arani & Zonooz, CVPR Workshops 2021, arXiv 2104.09866; papers.md section 5).
+
+Small networks gain less from self-supervised pre-training than wide ones. DoGo trains a small model and a larger
+peer *together, from scratch*, in one stage. Each model k keeps its own SSL objective and sees its own two views of
+every image (4 views per image in all). From the L2-normalised outputs Z'_k, Z''_k of its two views it builds a
+B x B similarity distribution::
+
+    P_k[i, j] = softmax_j( cos(Z'_k[i], Z''_k[j]) / tau ),   tau = 0.1            (row i: view-1 anchor i)
+
+and each model is pulled towards the peer's (detached) distribution, deep-mutual-learning style::
+
+    L_1 = L_ssl(model 1) + lambda1 * KL(P_2 || P_1)        L_2 = L_ssl(model 2) + lambda2 * KL(P_1 || P_2)
+
+One optimizer, two objectives. The released code steps two Adam optimizers, one per model. Here the fit loop
+minimises ``L_1 + L_2`` with one optimizer over both parameter sets. The sets are disjoint and each KL target is
+detached, so d(L_1 + L_2)/d(theta_1) = dL_1/d(theta_1) and d(L_1 + L_2)/d(theta_2) = dL_2/d(theta_2). Adam, SGD
+and LARS update every parameter from its own gradient and state, so one optimizer over both models takes the same
+steps as two optimizers with the same hyper-parameters (tests/test_dogo.py checks both facts). The exception is a
+clipped *global* gradient norm (``fit(grad_clip=...)``), which would couple the two models.
+
+Choices (papers.md 5.1 lists the code's values):
+
+* ``kl_reduction="batchmean"`` (the KL summed over a row, averaged over rows) with ``lambda1 = 100/256`` and
+  ``lambda2 = 1/256``. The code calls ``F.kl_div`` with PyTorch 1.4's default ``reduction="mean"``, which also
+  divides by B, so its weights ``[100, 1]`` mean 100/B and 1/B per row and change with the batch size. Our defaults
+  are the code's per-row weights at its batch size 256, now batch-size free. The asymmetry matters. With symmetric
+  weights (we tried lambda1 = lambda2 = 1 and 0.4) both models agree on the trivial answer: within two epochs P_1
+  and P_2 become uniform, the KL goes to 0 and both SimCLR losses sit at log(2B - 1), i.e. collapse. With
+  lambda2 ~ 0 the peer learns as it would alone and the small model follows a meaningful target. The paper calls
+  the scheme "mutual"; the code makes it nearly one-way. ``kl_reduction="mean", lambda1=100, lambda2=1``
+  reproduces the code exactly (the ``paper`` preset).
+* SimCLR: NT-Xent with cosine similarity and tau = 0.5 (the code hard-codes 0.5), and DoGo's head
+  Linear(D, 512, no bias)-BN-ReLU-Linear(512, 128). SimSiam: the 3-layer 2048 projector and the 512 bottleneck
+  predictor. ``head_scale`` shrinks every width for CPU runs.
+* What is distilled: each model's distilled outputs are its SimCLR projections or its SimSiam predictions. When
+  *both* models use SimSiam, the peer's target is its projector output instead, as in the code's ``train_util.py``.
+* Views: SimCLR views at strength 1 (0.8/0.8/0.8/0.2), SimSiam views at strength 0.5 (the code's SimSiam transform
+  has an extra grayscale, not reproduced). Blur is used only above 64 px, as in the code.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .. import losses
+from ..data import augment
+from ..models import Backbone, create_backbone, head, mlp
+from .base import Batch, Method
+
+OBJECTIVES = ("simclr", "simsiam")
+KL_REDUCTIONS = ("batchmean", "mean")
+_SMALL_CONVNET = re.compile(r"small_convnet(\d*)$")
+
+
+def backbone_from_name(name: str, cifar_stem: bool = True) -> Backbone:
+    """Build a backbone from one name that also carries the width: ``"small_convnet16"`` is the small convnet of
+    width 16 (``"small_convnet"`` alone: width 32); ``"resnet18"``, ``"resnet34"``, ``"resnet50"`` are the ResNets
+    (CIFAR stem by default, padding 1 as in DoGo's code)."""
+    if not isinstance(name, str):
+        raise ValueError(f"a model name must be a string like 'small_convnet16' or 'resnet18', got {name!r}")
+    match = _SMALL_CONVNET.fullmatch(name)
+    if match:
+        width = int(match.group(1) or 32)
+        if width < 1:
+            raise ValueError(f"small_convnet width must be >= 1, got {name!r}")
+        return create_backbone("small_convnet", width=width)
+    if name in ("resnet18", "resnet34", "resnet50"):
+        return create_backbone(name, cifar_stem=cifar_stem)
+    raise ValueError(f"unknown model name {name!r}: use 'small_convnet<width>' (e.g. 'small_convnet16'), "
+                     "'resnet18', 'resnet34' or 'resnet50'")
+
+
+def default_peer(backbone: Backbone) -> Backbone:
+    """The larger peer when none is given: a small convnet of twice the width, or a ResNet-50 for a smaller ResNet
+    (the paper's ResNet-18 / ResNet-50 pair)."""
+    name = getattr(backbone, "name", "")
+    match = _SMALL_CONVNET.fullmatch(name)
+    if match:
+        return backbone_from_name(f"small_convnet{2 * int(match.group(1) or 32)}")
+    if name.startswith(("resnet18", "resnet34")):
+        return create_backbone("resnet50", cifar_stem=name.endswith("_cifar"))
+    raise ValueError(f"no default peer for backbone {name!r}: pass peer= (a Backbone or a name like 'resnet50')")
+
+
+def _scaled(width: int, scale: float) -> int:
+    return max(8, int(width * scale))
+
+
+def dogo_projector(feature_dim: int, scale: float = 1.0) -> nn.Sequential:
+    """DoGo's SimCLR head (``models/simclr.py``): Linear(D, 512, no bias) - BN - ReLU - Linear(512, 128), both widths
+    times ``scale`` (at least 8)."""
+    if scale <= 0:
+        raise ValueError(f"head_scale must be > 0, got {scale}")
+    return mlp([feature_dim, _scaled(512, scale), _scaled(128, scale)], batch_norm=True)
+
+
+@dataclass
+class ObjectiveOutput:
+    """loss: the SSL loss of one model. outputs: (B, D) pair that model distils (SimCLR projections, SimSiam
+    predictions) for views 1 and 2. projections: the projector outputs (B, D) of views 1 and 2."""
+
+    loss: Tensor
+    outputs: tuple[Tensor, Tensor]
+    projections: tuple[Tensor, Tensor]
+
+
+class Objective(nn.Module):
+    """The SSL objective of one model and its heads, applied to the pooled features (h1, h2) of its two views.
+
+    kind: "simclr" (NT-Xent, cosine, ``temperature``, DoGo head) or "simsiam" (negative cosine with stop-gradient,
+    projector + predictor).
+    """
+
+    def __init__(self, kind: str, feature_dim: int, head_scale: float = 1.0, temperature: float = 0.5):
+        super().__init__()
+        if kind not in OBJECTIVES:
+            raise ValueError(f"unknown objective {kind!r}: choose one of {', '.join(OBJECTIVES)}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.kind, self.temperature = kind, temperature
+        if kind == "simclr":
+            self.projector = dogo_projector(feature_dim, head_scale)
+            self.predictor = None
+        else:
+            self.projector = head("simsiam_projector", feature_dim, scale=head_scale)
+            out = self.projector[-1].num_features
+            self.predictor = head("simsiam_predictor", out, scale=head_scale, out=out)
+
+    def view_pipeline(self, image_size: int, stats) -> augment.MultiView:
+        """The two views this objective trains on (SimCLR strength 1, SimSiam strength 0.5)."""
+        return augment.views_for(self.kind, image_size, *stats)
+
+    def forward(self, h1: Tensor, h2: Tensor) -> ObjectiveOutput:
+        z1, z2 = self.projector(h1), self.projector(h2)
+        if self.predictor is None:
+            return ObjectiveOutput(losses.nt_xent(z1, z2, self.temperature), (z1, z2), (z1, z2))
+        p1, p2 = self.predictor(z1), self.predictor(z2)
+        loss = (losses.negative_cosine(p1, z2.detach()) + losses.negative_cosine(p2, z1.detach())) / 2
+        return ObjectiveOutput(loss, (p1, p2), (z1, z2))
+
+
+def _check_options(kl_reduction: str, kd_temperature: float, lambdas: dict[str, float]) -> None:
+    if kl_reduction not in KL_REDUCTIONS:
+        raise ValueError(f"kl_reduction must be one of {', '.join(KL_REDUCTIONS)}, got {kl_reduction!r} "
+                         "('mean' divides by B*B as the released code does)")
+    if kd_temperature <= 0:
+        raise ValueError(f"kd_temperature must be > 0, got {kd_temperature}")
+    for name, value in lambdas.items():
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+class DoGo(Method):
+    """Two models, one step: model 1 (``backbone``, the small one, what evaluation uses) and model 2 (``peer``).
+
+    Args:
+        backbone: model 1, a Backbone. peer: model 2, a Backbone or a name (``"small_convnet64"``, ``"resnet50"``);
+            ``None`` picks :func:`default_peer` (twice as wide, or ResNet-50).
+        objective, peer_objective: "simclr" (default) or "simsiam" for model 1 and model 2 (peer default: same).
+        lambda1, lambda2: KL weights of model 1 and model 2 (>= 0; 0 switches that direction off).
+        kl_reduction: "batchmean" (per-row KL averaged over rows) or "mean" (also divided by B, the code).
+        kd_temperature: tau of the similarity distributions (0.1). temperature: NT-Xent tau (0.5).
+        head_scale: width factor of the heads. image_size, stats: the view pipelines' size and normalisation.
+
+    ``step`` returns loss (L_1 + L_2), loss1, loss2, ssl1, ssl2, kl1, kl2. The parts keep their graph, so
+    ``torch.autograd.grad(out["loss1"], ...)`` works; the fit loop logs them detached.
+    """
+
+    def __init__(self, backbone: Backbone, peer: Backbone | str | None = None, objective: str = "simclr",
+                 peer_objective: str | None = None, lambda1: float = 100 / 256, lambda2: float = 1 / 256,
+                 kl_reduction: str = "batchmean", kd_temperature: float = 0.1, temperature: float = 0.5,
+                 head_scale: float = 1.0, image_size: int = 32, stats=augment.IMAGENET_STATS):
+        super().__init__(backbone, image_size, stats)
+        _check_options(kl_reduction, kd_temperature, {"lambda1": lambda1, "lambda2": lambda2})
+        if isinstance(peer, str):
+            peer = backbone_from_name(peer)
+        elif peer is None:
+            peer = default_peer(backbone)
+        elif not isinstance(peer, Backbone):
+            raise ValueError(f"peer must be a Backbone, a model name or None, got {type(peer).__name__}")
+        if peer is backbone:
+            raise ValueError("peer must be a different network from backbone (two models with their own weights)")
+        self.peer = peer
+        peer_objective = objective if peer_objective is None else peer_objective
+        self.objectives = nn.ModuleList([Objective(objective, backbone.feature_dim, head_scale, temperature),
+                                         Objective(peer_objective, peer.feature_dim, head_scale, temperature)])
+        self.lambda1, self.lambda2 = float(lambda1), float(lambda2)
+        self.kl_reduction, self.kd_temperature = kl_reduction, kd_temperature
+        # Each model gets its own two views: 4 views of every image, drawn one after the other from one generator.
+        self.views = augment.MultiView([v for o in self.objectives for v in o.view_pipeline(image_size, stats).views])
+
+    @property
+    def backbones(self) -> tuple[Backbone, Backbone]:
+        """(model 1, model 2)."""
+        return self.backbone, self.peer
+
+    def encode(self, views: list[Tensor]) -> tuple[ObjectiveOutput, ObjectiveOutput]:
+        """4 views (model 1's two, then model 2's two) -> both models' objective outputs."""
+        v1, v2, v3, v4 = views
+        return (self.objectives[0](self.backbone(v1), self.backbone(v2)),
+                self.objectives[1](self.peer(v3), self.peer(v4)))
+
+    def distillation(self, out1: ObjectiveOutput, out2: ObjectiveOutput) -> tuple[Tensor, Tensor]:
+        """(KL(P_2 || P_1), KL(P_1 || P_2)), each with the peer's distribution detached."""
+        both_simsiam = self.objectives[0].kind == self.objectives[1].kind == "simsiam"
+        target1 = out2.projections if both_simsiam else out2.outputs
+        target2 = out1.projections if both_simsiam else out1.outputs
+        kl1 = losses.dogo_kl(*out1.outputs, *target1, self.kd_temperature, self.kl_reduction)
+        kl2 = losses.dogo_kl(*out2.outputs, *target2, self.kd_temperature, self.kl_reduction)
+        return kl1, kl2
+
+    def step(self, batch: Batch) -> dict[str, Tensor]:
+        out1, out2 = self.encode(self.make_views(batch))
+        kl1, kl2 = self.distillation(out1, out2)
+        loss1 = out1.loss + self.lambda1 * kl1
+        loss2 = out2.loss + self.lambda2 * kl2
+        return {"loss": loss1 + loss2, "loss1": loss1, "loss2": loss2, "ssl1": out1.loss, "ssl2": out2.loss,
+                "kl1": kl1, "kl2": kl2}
+
+    @torch.no_grad()
+    def similarity_distributions(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """P_1 and P_2 (each (B, B), rows sum to 1) of a uint8 batch, in eval mode (BN running statistics)."""
+        was_training = self.training
+        self.eval()
+        try:
+            out1, out2 = self.encode(self.make_views(Batch(images, torch.zeros(len(images)), generator)))
+        finally:
+            self.train(was_training)
+        tau = self.kd_temperature
+        return {"model 1": losses.similarity_distribution(*out1.outputs, tau),
+                "model 2": losses.similarity_distribution(*out2.outputs, tau)}
+
+
+class DoGoBaseline(Method):
+    """One model of the pair trained alone, the paper's baseline: the same objective, head, temperature and views
+    as in :class:`DoGo`, without peer or KL. With ``objective="simclr"`` this is plain SimCLR with DoGo's head.
+    ``step`` returns loss and ssl1. ``kd_temperature`` is used only by :meth:`similarity_distributions`."""
+
+    def __init__(self, backbone: Backbone, objective: str = "simclr", temperature: float = 0.5,
+                 head_scale: float = 1.0, kd_temperature: float = 0.1, image_size: int = 32,
+                 stats=augment.IMAGENET_STATS):
+        super().__init__(backbone, image_size, stats)
+        if kd_temperature <= 0:
+            raise ValueError(f"kd_temperature must be > 0, got {kd_temperature}")
+        self.objective = Objective(objective, backbone.feature_dim, head_scale, temperature)
+        self.kd_temperature = kd_temperature
+        self.views = self.objective.view_pipeline(image_size, stats)
+
+    def step(self, batch: Batch) -> dict[str, Tensor]:
+        v1, v2 = self.make_views(batch)
+        out = self.objective(self.backbone(v1), self.backbone(v2))
+        return {"loss": out.loss, "ssl1": out.loss}
+
+    @torch.no_grad()
+    def similarity_distributions(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """{"model": P} (B, B) of a uint8 batch, in eval mode."""
+        was_training = self.training
+        self.eval()
+        try:
+            v1, v2 = self.make_views(Batch(images, torch.zeros(len(images)), generator))
+            out = self.objective(self.backbone(v1), self.backbone(v2))
+        finally:
+            self.train(was_training)
+        return {"model": losses.similarity_distribution(*out.outputs, self.kd_temperature)}
+
+
+__all__ = ["DoGo", "DoGoBaseline", "Objective", "ObjectiveOutput", "OBJECTIVES", "KL_REDUCTIONS",
+           "backbone_from_name", "default_peer", "dogo_projector"]

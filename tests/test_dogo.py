@@ -1,0 +1,191 @@
+"""DoGo (paper 004): similarity distributions, the mutual KL, the one-optimizer equivalence, the probe protocol,
+and a short real-data run in which both models learn."""
+import copy
+
+import pytest
+import torch
+
+from ssltutor import dogo_study, losses
+from ssltutor.data import augment, load, symmetric_label_noise
+from ssltutor.evaluate import extract_features, knn_accuracy
+from ssltutor.experiment import cap
+from ssltutor.methods import Batch, create
+from ssltutor.methods.dogo import DoGo, backbone_from_name, default_peer, dogo_projector
+from ssltutor.presets import preset
+from ssltutor.probes import holdout_fraction, probe_key, probe_suite
+from ssltutor.train import fit
+
+OPTIONS = dict(head_scale=1 / 16, image_size=16)  # 16 px views keep these unit tests fast
+
+
+def _pair(**kw) -> DoGo:
+    torch.manual_seed(0)
+    options = {**OPTIONS, **kw}
+    return create("dogo", backbone_from_name("small_convnet4"), peer=options.pop("peer", "small_convnet8"), **options)
+
+
+def _batch(n=16, seed=0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=g)
+    return Batch(images, torch.arange(n) % 4, g)
+
+
+def _params(module):
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def test_similarity_distributions_are_row_stochastic():
+    m = _pair()
+    batch = _batch()
+    dists = m.similarity_distributions(batch.images, batch.generator)
+    assert set(dists) == {"model 1", "model 2"}
+    for p in dists.values():
+        assert p.shape == (16, 16) and (p >= 0).all()
+        assert torch.allclose(p.sum(dim=1), torch.ones(16), atol=1e-5)
+    base = create("dogo_baseline", backbone_from_name("small_convnet4"), **OPTIONS)
+    (p,) = base.similarity_distributions(batch.images, batch.generator).values()
+    assert torch.allclose(p.sum(dim=1), torch.ones(16), atol=1e-5)
+
+
+def test_step_returns_every_part_and_the_sum():
+    m = _pair()
+    out = m.step(_batch())
+    assert set(out) == {"loss", "loss1", "loss2", "ssl1", "ssl2", "kl1", "kl2"}
+    assert torch.allclose(out["loss1"], out["ssl1"] + m.lambda1 * out["kl1"])
+    assert torch.allclose(out["loss"], out["loss1"] + out["loss2"])
+    assert out["kl1"] >= 0 and out["kl2"] >= 0
+    assert m.backbones == (m.backbone, m.peer) and m.peer.name == "small_convnet8"
+    assert len(m.make_views(_batch())) == 4  # two views per model
+
+
+def test_kl_is_zero_when_both_models_produce_the_same_similarities():
+    torch.manual_seed(0)
+    backbone = backbone_from_name("small_convnet4")
+    m = create("dogo", backbone, peer=copy.deepcopy(backbone), **OPTIONS)
+    m.objectives[1].load_state_dict(m.objectives[0].state_dict())
+    plain = augment.eval_transform(16, *augment.IMAGENET_STATS)
+    m.views = augment.MultiView([plain, plain, plain, plain])  # the same two views for both models
+    out = m.step(_batch())
+    assert out["kl1"].abs() < 1e-5 and out["kl2"].abs() < 1e-5
+    assert out["ssl1"] > 0  # the SSL terms are untouched
+
+
+def test_no_gradient_reaches_the_peer_through_the_kl():
+    m = _pair()
+    out = m.step(_batch())
+    peer_side = _params(m.peer) + _params(m.objectives[1])
+    for g in torch.autograd.grad(out["kl1"], peer_side, allow_unused=True):
+        assert g is None or g.abs().max() == 0
+    own_side = _params(m.backbone) + _params(m.objectives[0])
+    assert any(g is not None and g.abs().max() > 0
+               for g in torch.autograd.grad(out["kl1"], own_side, allow_unused=True))
+
+
+@pytest.mark.parametrize("objectives", [("simclr", "simclr"), ("simsiam", "simclr"), ("simsiam", "simsiam")])
+def test_one_optimizer_over_both_models_equals_two_optimizers(objectives):
+    """d(L1 + L2)/d(theta_1) = dL1/d(theta_1) (and the mirror), so one Adam over both = one Adam per model."""
+    m = _pair(objective=objectives[0], peer_objective=objectives[1])
+    model1 = _params(m.backbone) + _params(m.objectives[0])
+    model2 = _params(m.peer) + _params(m.objectives[1])
+    out = m.step(_batch())
+    total1 = torch.autograd.grad(out["loss"], model1, retain_graph=True)
+    alone1 = torch.autograd.grad(out["loss1"], model1, retain_graph=True)
+    total2 = torch.autograd.grad(out["loss"], model2, retain_graph=True)
+    alone2 = torch.autograd.grad(out["loss2"], model2)
+    for a, b in zip(total1 + total2, alone1 + alone2):
+        assert torch.allclose(a, b, atol=1e-6)
+
+    # and the optimizer steps agree: one Adam over everything vs one Adam per model
+    twin = copy.deepcopy(m)
+    one = torch.optim.Adam(_params(m), lr=1e-2, weight_decay=1e-6)
+    two = [torch.optim.Adam(_params(twin.backbone) + _params(twin.objectives[0]), lr=1e-2, weight_decay=1e-6),
+           torch.optim.Adam(_params(twin.peer) + _params(twin.objectives[1]), lr=1e-2, weight_decay=1e-6)]
+    for _ in range(2):  # the second step uses Adam's moment estimates
+        out, out_twin = m.step(_batch(seed=3)), twin.step(_batch(seed=3))
+        one.zero_grad()
+        out["loss"].backward()
+        one.step()
+        for opt in two:
+            opt.zero_grad()
+        out_twin["loss1"].backward(retain_graph=True)  # the code: two backward passes, two optimizers
+        out_twin["loss2"].backward()
+        for opt in two:
+            opt.step()
+    for a, b in zip(m.parameters(), twin.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_mean_reduction_divides_by_the_batch_size():
+    m_batch, m_mean = _pair(), _pair(kl_reduction="mean")
+    a, b = m_batch.step(_batch()), m_mean.step(_batch())
+    assert torch.allclose(b["kl1"] * 16, a["kl1"], rtol=1e-4)
+    z = torch.randn(8, 5), torch.randn(8, 5)
+    assert torch.allclose(losses.similarity_distribution(*z).sum(1), torch.ones(8))
+
+
+def test_dogo_head_matches_the_code():
+    head = dogo_projector(512)
+    assert [type(layer).__name__ for layer in head] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert head[0].bias is None and (head[0].in_features, head[0].out_features, head[3].out_features) == (512, 512, 128)
+
+
+def test_bad_options_raise():
+    backbone = backbone_from_name("small_convnet4")
+    with pytest.raises(ValueError, match="kl_reduction"):
+        create("dogo", backbone, kl_reduction="sum")
+    with pytest.raises(ValueError, match="lambda1"):
+        create("dogo", backbone, lambda1=-1.0)
+    with pytest.raises(ValueError, match="objective"):
+        create("dogo", backbone, objective="byol")
+    with pytest.raises(ValueError, match="objective"):
+        create("dogo", backbone, peer_objective="moco")
+    with pytest.raises(ValueError, match="kd_temperature"):
+        create("dogo", backbone, kd_temperature=0.0)
+    with pytest.raises(ValueError, match="different network"):
+        create("dogo", backbone, peer=backbone)
+    with pytest.raises(ValueError, match="unknown model name"):
+        backbone_from_name("vgg16")
+    with pytest.raises(ValueError, match="allowed are"):
+        create("dogo", backbone, lamda1=1.0)
+    with pytest.raises(ValueError, match="no default peer"):
+        default_peer(torch.nn.Identity())
+    assert default_peer(backbone_from_name("small_convnet8")).name == "small_convnet16"
+    with pytest.raises(ValueError, match="unknown training"):
+        dogo_study.build("trio", preset("smoke", paper="dogo"))
+
+
+def test_probe_suite_protocol():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(400) % 4
+    features = torch.nn.functional.one_hot(labels, 4).float() * 6 + torch.randn(400, 4, generator=g)
+    results = probe_suite(features[:300], labels[:300], features[300:], labels[300:], fractions=(1.0, 0.1, 0.01),
+                          noise_rates=(0.4,), epochs=20, knn_k=10, lr=0.05)
+    assert set(results) == {"linear", "linear_labels_10", "linear_labels_1", "linear_noise_40", "knn"}
+    assert all(r > 0.8 for r in results.values()), results
+    assert probe_key(0.1) == "linear_labels_10" and probe_key(noise=0.2) == "linear_noise_20"
+    assert holdout_fraction(labels[:8], 0.15) == 0.0 and holdout_fraction(labels, 0.15) == 0.15
+    noisy = symmetric_label_noise(labels, 0.4, 4, seed=0)
+    assert (noisy != labels).sum() == 160
+    with pytest.raises(ValueError, match="fractions"):
+        probe_suite(features, labels, features, labels, fractions=(0.0,))
+
+
+def test_both_models_learn_on_a_real_subset(shared_data):
+    """A short CPU run on CIFAR-10 (real subset): each model's objective falls and both models' kNN accuracy ends
+    well above chance (10 %)."""
+    torch.set_num_threads(2)
+    train = cap(load("cifar10", root=shared_data, split="train"), 1024, 0)
+    test = cap(load("cifar10", root=shared_data, split="test"), 500, 0)
+    m = _pair(dataset="cifar10", peer="small_convnet16", head_scale=1 / 8, image_size=32)
+
+    def knn(backbone):
+        return knn_accuracy(extract_features(backbone, train.images, transform=m.eval_transform), train.labels,
+                            extract_features(backbone, test.images, transform=m.eval_transform), test.labels, k=20)
+
+    hist = fit(m, train, epochs=3, batch_size=128, optimizer="adam", lr=1e-3, weight_decay=1e-6,
+               schedule="constant", seed=0, progress=False)
+    assert {"ssl1", "ssl2", "kl1", "kl2"} <= set(hist.epochs.columns)
+    for key in ("loss1", "loss2", "ssl2"):  # what each model minimises falls; the peer's SSL loss too
+        assert hist.epochs[key].iloc[-1] < hist.epochs[key].iloc[0], hist.epochs[key].tolist()
+    accuracies = [knn(b) for b in m.backbones]
+    assert min(accuracies) > 0.2, accuracies

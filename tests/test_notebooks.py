@@ -1,0 +1,94 @@
+"""Every notebook in notebooks/ (by glob): its conventions, a run under ``pytest --nbval-lax`` at the smoke preset, and
+each paper notebook on each of the three real subsets through papermill, checking its metrics.json.
+
+nbval cannot inject parameters, so each notebook is first parameterized with papermill (its injected cell sets
+``preset = "smoke"``) into a temp folder, and nbval runs that copy in a child pytest: every cell must run without an
+error (``--nbval-lax``: outputs are compared only in cells marked ``# NBVAL_CHECK_OUTPUT``, after the substitutions
+of tests/nbval_sanitize.cfg).
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import nbformat
+import papermill
+import pytest
+from notebook_runs import NOTEBOOKS, PAPER_NOTEBOOKS, REAL_DATASETS, ROOT, ids, smoke_batch
+
+from ssltutor.book import colab_cell, toc_files
+from ssltutor.runs import COMMON_PARAMETERS, notebook_parameters, relative_path_parameters
+
+SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
+
+
+def test_notebooks_exist_and_are_in_the_toc():
+    assert NOTEBOOKS, "no NN_name.ipynb notebooks in notebooks/"
+    in_toc = {str(p) for p in toc_files(ROOT)}
+    missing = [nb.name for nb in NOTEBOOKS if f"notebooks/{nb.name}" not in in_toc]
+    assert not missing, f"notebooks not listed in _toc.yml (the book would not show them): {missing}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+def test_notebook_conventions(path):
+    """Title, the exact Colab cell (repository URL from _config.yml), a parameters cell, no committed outputs."""
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), "cell 1: a markdown title"
+    assert nb.cells[1].cell_type == "code" and nb.cells[1].source.strip() == colab_cell(ROOT), (
+        f"cell 2 must be exactly the Colab cell, with the URL of _config.yml:\n{colab_cell(ROOT)}")
+    assert "parameters" in nb.cells[2].metadata.get("tags", []), "cell 3: the cell tagged 'parameters'"
+    with_outputs = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not with_outputs, f"commit notebooks without outputs (cells {with_outputs} have some)"
+
+
+@pytest.mark.parametrize("path", PAPER_NOTEBOOKS or [None], ids=ids(PAPER_NOTEBOOKS) or ["none"])
+def test_paper_notebook_parameters(path):
+    assert path is not None, "no paper notebooks (notebooks/02_*.ipynb ... 89_*.ipynb) yet"
+    declared = notebook_parameters(path)
+    missing = [k for k in COMMON_PARAMETERS if k not in declared]
+    assert not missing, f"{path.name}: the parameters cell lacks {missing}"
+    assert declared["dataset"].default == "digits" and declared["preset"].default == "cpu"
+    assert declared["data_root"].default is None and declared["seed"].default == 0
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+def test_notebook_runs_under_nbval_at_smoke(path, tmp_path):
+    params = relative_path_parameters(path)
+    declared = notebook_parameters(path)
+    if "preset" in declared:
+        params["preset"] = "smoke"
+    if "output_dir" in declared:
+        params["output_dir"] = str(tmp_path / "outputs")
+    copy = tmp_path / path.name
+    papermill.execute_notebook(str(path), str(copy), parameters=params, prepare_only=True)  # inject, don't run
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--sanitize-with", str(SANITIZE),
+                           "-p", "no:cacheprovider", "-q", "--nbval-cell-timeout", "600", str(copy)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"nbval failed on {path.name} at preset smoke:\n{proc.stdout[-6000:]}"
+
+
+CASES = [(nb, ds) for nb in PAPER_NOTEBOOKS for ds in REAL_DATASETS]
+
+
+@pytest.mark.parametrize("path,dataset", CASES or [(None, None)],
+                         ids=[f"{nb.stem}-{ds}" for nb, ds in CASES] or ["none"])
+def test_paper_notebook_on_real_subset(path, dataset, shared_data, tmp_path_factory):
+    """Run through papermill (``ssltutor batch`` code path) at smoke on the real subset; check its metrics.json."""
+    assert path is not None, "no paper notebooks (notebooks/02_*.ipynb ... 89_*.ipynb) yet"
+    folder, results = smoke_batch(tmp_path_factory, shared_data)
+    result = results[f"{path.stem}/{dataset}"]
+    assert result.status == "done", f"{path.name} on {dataset} failed at cell {result.cell}: {result.error}"
+    record = json.loads((folder / path.stem / f"{dataset}-smoke-seed0" / "metrics.json").read_text())
+    assert record["notebook"] == path.stem
+    assert record["params"]["dataset"] == dataset and record["params"]["preset"] == "smoke"
+    assert record["params"]["seed"] == 0
+    assert record["results"], "metrics.json has no results"
+    for variant, metrics in record["results"].items():
+        assert metrics, f"variant {variant} has no metrics"
+        for name, value in metrics.items():
+            assert value is None or math.isfinite(value), f"{variant}/{name} = {value}"
+            if value is not None and any(k in name for k in ("accuracy", "precision", "recall", "f1")):
+                assert 0.0 <= value <= 1.0, f"{variant}/{name} = {value} is not a fraction"
+    assert record["duration_s"] > 0 and record["environment"]["torch"]

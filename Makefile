@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The torch build used here (installs from local disk on the dev machines; a CUDA build elsewhere).
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# Passive OpenMP waiting: spinning threads collapse when the cores are shared (see tests/conftest.py).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install test book clean mathjax
 
@@ -23,6 +25,10 @@ test: install
 
 book: install
 	$(VENV)/bin/ssltutor book
+
+# A local MathJax 3 for the book (npm registry tarball, sha512-pinned); `ssltutor book` also does this when missing.
+mathjax: install
+	$(PY) -c "from ssltutor.book import ensure_mathjax; print(ensure_mathjax())"
 
 clean:
 	rm -rf _build

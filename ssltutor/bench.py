@@ -1,8 +1,14 @@
 """Benchmarks: ``python -m ssltutor.bench <subcommand>``.
 
+``step``: train-step images/s per method and the ratio to a supervised step. ``gpu``: the GPU check.
 ``augment``: images/s of SimCLR's two-view augmentation, batched on the device (:mod:`ssltutor.data.augment`)
 versus the usual per-sample ``torchvision.transforms.v2`` pipeline behind a ``DataLoader`` with worker processes,
 on the same uint8 images; ends with the line ``augment speedup: N.Nx``.
+
+On a machine shared with other jobs, wall-clock numbers with 2 threads collapse: OpenMP threads spin at the end
+of every parallel op while their partner is descheduled, and the batched pipeline is a few hundred such ops. Run
+``OMP_WAIT_POLICY=PASSIVE python -m ssltutor.bench augment`` (measured here at load ~17 on 2 cores: 1,975 instead
+of 129 images/s) or ``--threads 1``; the "images per CPU-second" line is printed for the same reason.
 """
 from __future__ import annotations
 
@@ -186,6 +192,155 @@ def _run_augment(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------------
+# step
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def time_train_step(method, batch_size: int = 128, size: int = 32, precision: str = "fp32",
+                    channels_last: bool = False, device="cpu", repeats: int = 5, warmup: int = 2,
+                    num_classes: int = 10) -> float:
+    """Images/s of one full training step (augmentation, forward, backward, SGD update, EMA/queue hook) of
+    ``method`` on a uint8 batch resident on ``device``; median of ``repeats`` timed steps after ``warmup``."""
+    from .methods import Batch
+
+    device = torch.device(device)
+    method.to(device).train()
+    if channels_last:
+        method.to(memory_format=torch.channels_last)
+        method.memory_format = torch.channels_last
+    images = _random_images(batch_size, size).to(device)
+    labels = torch.arange(batch_size, device=device) % num_classes
+    generator = torch.Generator(device).manual_seed(0)
+    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    times = []
+    for i in range(warmup + repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = method.step(Batch(images, labels, generator))["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        method.on_step_end(0.5)
+        _synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return batch_size / sorted(times)[len(times) // 2]
+
+
+def _step_methods(names, backbone: str, width: int, size: int):
+    from .methods import create
+    from .models import create_backbone
+
+    for name in names:
+        torch.manual_seed(0)
+        opts = {"num_classes": 10} if name == "supervised" else {}
+        if name == "mocov2plus":
+            opts["queue_size"] = 4096
+        yield name, create(name, create_backbone(backbone, width=width), image_size=size, **opts)
+
+
+def bench_step(methods: Sequence[str], backbones: Sequence[str], precisions: Sequence[str], device="cpu",
+               batch_size: int = 128, size: int = 32, width: int = 32, repeats: int = 5, compile: bool = False,
+               extra_rows: bool = True) -> list[dict]:
+    """Rows {method, backbone, precision, images_per_s, ratio}; ratio = this method's step time over the supervised
+    step with the same backbone, batch and precision. Prints ``step <method> <backbone> <precision>: <img/s> img/s,
+    <ratio>x supervised`` per row."""
+    rows = []
+    for backbone in backbones:
+        for precision in precisions:
+            cl = precision != "fp32"
+            rates = {}
+            for name, method in _step_methods(["supervised", *[m for m in methods if m != "supervised"]], backbone, width, size):
+                if compile:
+                    method.backbone.compile()
+                rates[name] = time_train_step(method, batch_size, size, "bf16" if cl else "fp32", cl, device, repeats)
+                label = f"{backbone}{width}" if backbone == "small_convnet" else backbone
+                row = dict(method=name, backbone=label, precision=("bf16+channels_last" if cl else "fp32")
+                           + ("+compile" if compile else ""), images_per_s=rates[name],
+                           ratio=rates["supervised"] / rates[name])
+                rows.append(row)
+                print(f"step {row['method']} {row['backbone']} {row['precision']}: {row['images_per_s']:.0f} img/s, "
+                      f"{row['ratio']:.2f}x supervised", flush=True)
+    return rows
+
+
+ENGINE_METHODS = ("supervised", "simclr", "byol", "mocov2plus", "simsiam", "barlow_twins", "vicreg", "swav")
+
+
+def paper_rows(device="cpu", batch_size: int = 128, size: int = 32, precision: str = "fp32", repeats: int = 5) -> list[dict]:
+    """The paper methods' overhead rows: the internal pretext task at each stage position over the supervised step
+    (target <= 1.10x at the last stage) and SSL + rotation over the base SSL step (target <= 2.1x)."""
+    from .methods import internal
+    from .rotation_study import step_time_ratio as rotation_ratio
+
+    rows = []
+    for stage in range(4):
+        ratio = internal.step_time_ratio(stage, 4, "small_convnet", batch_size, size, precision, repeats, device=device)
+        rows.append(dict(method=f"internal@stage{stage}", backbone="small_convnet32", precision=precision, ratio=ratio,
+                         reference="supervised"))
+    for base in ("simclr", "byol"):
+        r = rotation_ratio(base, "small_convnet", batch_size, size, precision, repeats, device=device,
+                           channels_last=precision != "fp32")
+        rows.append(dict(method=f"{base}+rotation", backbone="small_convnet32", precision=precision,
+                         ratio=r["ratio"], reference=base))
+    for row in rows:
+        print(f"step {row['method']} {row['backbone']} {row['precision']}: {row['ratio']:.2f}x {row['reference']}",
+              flush=True)
+    return rows
+
+
+def _run_step(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    methods = args.methods.split(",") if args.methods else list(ENGINE_METHODS)
+    bench_step(methods, args.backbones.split(","), args.precisions.split(","), device, args.batch_size, args.size,
+               args.width, args.repeats)
+    if not args.no_paper_rows:
+        for precision in args.precisions.split(","):
+            paper_rows(device, args.batch_size, args.size, precision, args.repeats)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# gpu
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def bench_gpu(batch_size: int = 512, size: int = 32, repeats: int = 10) -> None:
+    """The GPU check (< 5 min on one H200): every method's step at ResNet-18 / 32 px in bf16 + channels_last,
+    without and with torch.compile, then one SimCLR epoch on CIFAR-sized data (50,000 uint8 images resident on the
+    GPU) timed with CUDA events, as a table."""
+    if not torch.cuda.is_available():
+        raise SystemExit("python -m ssltutor.bench gpu needs a CUDA GPU: none is visible (torch.cuda.is_available() "
+                         "is False). Run it on a GPU machine, or use `python -m ssltutor.bench step` on the CPU.")
+    from .methods import create
+    from .models import create_backbone
+    from .train import fit
+
+    torch.backends.cudnn.benchmark = True
+    for compile_ in (False, True):
+        bench_step(ENGINE_METHODS, ["resnet18"], ["bf16"], "cuda", batch_size, size, repeats=repeats, compile=compile_)
+    images = torch.randint(0, 256, (50_000, 3, size, size), dtype=torch.uint8, device="cuda")
+    labels = torch.randint(0, 10, (50_000,), device="cuda")
+    method = create("simclr", create_backbone("resnet18"), image_size=size)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fit(method, (images, labels), epochs=1, batch_size=batch_size, precision="bf16", channels_last=True,
+        device="cuda", progress=False)
+    end.record()
+    torch.cuda.synchronize()
+    seconds = start.elapsed_time(end) / 1000
+    print(f"simclr resnet18 one epoch of 50,000 images at {size} px, batch {batch_size}, bf16+channels_last: "
+          f"{seconds:.1f} s, {50_000 / seconds:.0f} img/s")
+
+
+def _run_gpu(args: argparse.Namespace) -> None:
+    bench_gpu(args.batch_size, args.size, args.repeats)
+
+
+# ------------------------------------------------------------------------------------------------------------------
 # command line
 # ------------------------------------------------------------------------------------------------------------------
 
@@ -203,6 +358,23 @@ def build_parser() -> argparse.ArgumentParser:
     aug.add_argument("--rounds", type=int, default=3, help="timing rounds per side; the best round counts")
     aug.add_argument("--threads", type=int, default=2, help="torch intra-op threads of the batched side")
     aug.set_defaults(func=_run_augment)
+    step = commands.add_parser("step", help="train-step images/s per method and its ratio to a supervised step")
+    step.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    step.add_argument("--methods", default=None, help="comma-separated (default: the eight engine methods)")
+    step.add_argument("--backbones", default="small_convnet,resnet18")
+    step.add_argument("--precisions", default="fp32,bf16", help="fp32 and/or bf16 (bf16 runs with channels_last)")
+    step.add_argument("--batch-size", type=int, default=128)
+    step.add_argument("--size", type=int, default=32)
+    step.add_argument("--width", type=int, default=32, help="small_convnet width")
+    step.add_argument("--repeats", type=int, default=5)
+    step.add_argument("--threads", type=int, default=2)
+    step.add_argument("--no-paper-rows", action="store_true", help="skip the internal-pretext and rotation rows")
+    step.set_defaults(func=_run_step)
+    gpu = commands.add_parser("gpu", help="the GPU check: every method on ResNet-18 in bf16 (+compile), one epoch")
+    gpu.add_argument("--batch-size", type=int, default=512)
+    gpu.add_argument("--size", type=int, default=32)
+    gpu.add_argument("--repeats", type=int, default=10)
+    gpu.set_defaults(func=_run_gpu)
     return parser
 
 

@@ -131,15 +131,18 @@ def ensure_mathjax(static_dir: Path | None = None, cache_dir: Path | None = None
 
 # --------------------------------------------------------------------------------------------------------- execution
 def _executed_copy(run_dir: Path, stem: str, dataset: str | None, seed: int) -> Path | None:
-    """The executed ``stem`` notebook of a finished batch cell in ``run_dir`` (``dataset`` if given, else the first
-    dataset in alphabetical order), seed ``seed``; None when the batch has none."""
+    """The executed ``stem`` notebook of a finished batch cell in ``run_dir``, seed ``seed``: of ``dataset`` if
+    given, else of CIFAR-10 (where the methods differ most at small scale) if there, else the first dataset by name;
+    None when the batch has none."""
     cells = sorted((run_dir / stem).glob(f"*-seed{seed}/metrics.json"))
-    if dataset is not None:
-        cells = [c for c in cells if c.parent.name.startswith(f"{dataset}-")]
+    preferred = [c for c in cells if c.parent.name.startswith(f"{dataset or 'cifar10'}-")]
+    if dataset is not None or preferred:
+        cells = preferred
     return cells[0].parent / f"{stem}.ipynb" if cells else None
 
 
-def _book_jobs(notebooks: list[Path], runs_dir: Path, from_run: Path | None, preset: str | None) -> list[Job]:
+def _book_jobs(notebooks: list[Path], runs_dir: Path, from_run: Path | None, preset: str | None,
+               threads: int | None = None) -> list[Job]:
     """One job per notebook: its defaults, except ``results_dir`` (with ``--from``) and ``preset`` (and then an
     ``output_dir`` under ``runs_dir``, so a preview build leaves no files in notebooks/) where given."""
     jobs = []
@@ -151,7 +154,8 @@ def _book_jobs(notebooks: list[Path], runs_dir: Path, from_run: Path | None, pre
             params["preset"] = preset
             if "output_dir" in declared:
                 params["output_dir"] = str(runs_dir / nb.stem / "outputs")
-        jobs.append(Job(nb, params, runs_dir / nb.stem, command="ssltutor book", expect_metrics=False))
+        jobs.append(Job(nb, params, runs_dir / nb.stem, command="ssltutor book", threads=threads,
+                        expect_metrics=False))
     return jobs
 
 
@@ -168,7 +172,9 @@ def execute_notebooks(notebooks: list[Path], runs_dir: Path, from_run: Path | No
             executed[nb] = found
         else:
             to_run.append(nb)
-    jobs = _book_jobs(to_run, runs_dir, from_run, preset)
+    # several notebooks at once share the cores: each kernel gets its part (torch oversubscribed is slower)
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    jobs = _book_jobs(to_run, runs_dir, from_run, preset, threads)
     for job in jobs:
         if job.folder.exists():
             shutil.rmtree(job.folder)  # the book always shows a fresh run

@@ -96,7 +96,8 @@ def cmd_batch(args) -> int:
     for key, value in args.parameter or []:
         extra[key] = value
     output = Path(args.output).resolve()
-    threads = args.threads or (max(1, (os.cpu_count() or 1) // args.workers) if args.workers > 1 else None)
+    gpus, workers = _gpus(args)
+    threads = args.threads or (max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None)
     jobs = plan_batch(notebooks, _split(args.datasets), _seeds(args.seeds), args.preset, output,
                       data_root=args.data_root, device=args.device, extra=extra, command=_command(),
                       kernel_name=args.kernel, threads=threads)
@@ -113,7 +114,7 @@ def cmd_batch(args) -> int:
         bar.update(1)
         bar.set_postfix(failed=counts["failed"], last=job.name)
 
-    results = run_jobs(todo, workers=args.workers, on_result=progress)
+    results = run_jobs(todo, workers=workers, on_result=progress, gpus=gpus)
     bar.close()
     skipped = [JobResult(job.name, "skipped") for job in jobs if job.done and job not in todo]
     table = summary_table(skipped + results)
@@ -123,6 +124,23 @@ def cmd_batch(args) -> int:
     rows = gather_results(output)
     print(f"{len(rows)} result rows from {rows['run'].nunique() if len(rows) else 0} runs -> {path}")
     return 1 if any(r.status == "failed" for r in results) else 0
+
+
+def _gpus(args) -> tuple[list[str] | None, int]:
+    """``--gpus 0,1,...`` -> (the ids, workers: one per GPU unless --workers asks for fewer)."""
+    if not args.gpus:
+        return None, args.workers
+    gpus = _split(args.gpus)
+    if not gpus or len(set(gpus)) != len(gpus):
+        raise ParameterError(f"--gpus {args.gpus!r}: give distinct GPU ids like 0,1,2,3")
+    workers = len(gpus) if args.workers == 1 else args.workers
+    if workers > len(gpus):
+        raise ParameterError(f"--workers {workers} with --gpus {args.gpus}: each worker needs a GPU of its own; "
+                             f"give at most {len(gpus)} workers or more GPU ids")
+    if args.device not in ("auto", "cuda", "cuda:0"):
+        raise ParameterError(f"--device {args.device} with --gpus: each notebook sees only its GPU, as cuda:0; "
+                             "use --device auto or cuda")
+    return gpus, workers
 
 
 def cmd_book(args) -> int:
@@ -165,6 +183,8 @@ def parser() -> argparse.ArgumentParser:
     batch.add_argument("-p", "--parameter", **param)
     batch.add_argument("--output", required=True, help="the batch folder, e.g. runs/cpu (rerun it to resume)")
     batch.add_argument("--workers", type=int, default=1, help="notebooks run at once (separate processes)")
+    batch.add_argument("--gpus", default=None,
+                       help="comma-separated GPU ids (e.g. 0,1,2,3): one worker per GPU, each seeing only its own")
     batch.add_argument("--threads", type=int, default=None,
                        help="CPU threads per notebook kernel (OMP_NUM_THREADS; default: cores / workers)")
     batch.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")

@@ -6,7 +6,8 @@
 * :func:`train`: ``fit`` with the preset's optimizer settings.
 * :func:`evaluate_backbone`: frozen features -> :func:`ssltutor.probes.probe_suite` (all, few and noisy labels,
   kNN), plus a linear probe on a dataset the SSL never saw (``transfer``).
-* :func:`run_study`: trainings x seeds on one dataset as a tidy DataFrame; :func:`summarize`: mean +- std.
+* :func:`run_study`: trainings x seeds on one dataset as a tidy DataFrame; :func:`summarize`: mean +- std;
+  :func:`ssl_curves`: each model's SSL loss and KL per step, alone and in the pair.
 * Figures: :func:`plot_similarity_distributions` (the B x B matrices P_k as heatmaps) and
   :func:`plot_label_curves` (accuracy against the labelled fraction and against the label-noise rate).
 
@@ -32,12 +33,13 @@ from .probes import probe_key, probe_suite
 from .train import History, fit
 
 __all__ = ["TRAININGS", "VARIANTS", "TRANSFER", "model_names", "build", "train", "variant_backbones",
-           "evaluate_backbone", "transfer_data", "run_study", "summarize", "class_sorted_batch",
+           "evaluate_backbone", "transfer_data", "run_study", "ssl_curves", "summarize", "class_sorted_batch",
            "plot_similarity_distributions", "plot_label_curves"]
 
 TRAININGS = ("small alone", "large alone", "pair")
 # What each training yields for evaluation.
-VARIANTS = {"small alone": ("small alone",), "large alone": ("large alone",), "pair": ("small in pair", "large in pair")}
+VARIANTS = {"small alone": ("small alone",), "large alone": ("large alone",),
+            "pair": ("small in pair", "large in pair")}
 # Out-of-distribution transfer: probe on a dataset the SSL never saw (None: skip).
 TRANSFER = {"cifar10": "intel_image", "cifar100": "intel_image", "intel_image": "cifar10", "aptos2019": "intel_image",
             "digits": None}
@@ -60,7 +62,8 @@ def build(training: str, settings: dict, dataset: str | None = None, seed: int =
         raise ValueError(f"unknown training {training!r}: choose one of {', '.join(TRAININGS)}")
     small, large = model_names(settings, model_small, model_large)
     common = dict(dataset=dataset, image_size=settings["image_size"], head_scale=settings["head_scale"],
-                  temperature=settings["temperature"], kd_temperature=settings["kd_temperature"])
+                  temperature=settings["temperature"], kd_temperature=settings["kd_temperature"],
+                  crop_scale=settings.get("crop_scale", (0.08, 1.0)))
     if training == "pair":
         backbone, peer = _seeded_backbone(small, seed), _seeded_backbone(large, seed + 1)
         torch.manual_seed(seed + 2)  # model 1's head is drawn first: the same weights as "small alone"
@@ -70,7 +73,9 @@ def build(training: str, settings: dict, dataset: str | None = None, seed: int =
     name, offset = (small, 0) if training == "small alone" else (large, 1)
     backbone = _seeded_backbone(name, seed + offset)
     torch.manual_seed(seed + 2)
-    objective = settings["objective"] if training == "small alone" else settings.get("peer_objective") or settings["objective"]
+    objective = settings["objective"]
+    if training == "large alone" and settings.get("peer_objective"):
+        objective = settings["peer_objective"]
     return create("dogo_baseline", backbone, objective=objective, **common)
 
 
@@ -120,7 +125,7 @@ def transfer_data(dataset: str, data_root: str | None, settings: dict, seed: int
         return f"no transfer dataset for {dataset}", None
     try:
         size = settings["image_size"]
-        pair = (load(name, root=data_root, split="train", size=size), load(name, root=data_root, split="test", size=size))
+        pair = tuple(load(name, root=data_root, split=split, size=size) for split in ("train", "test"))
     except DatasetError as error:
         return f"{name} not available ({type(error).__name__}): transfer skipped", None
     return name, (cap(pair[0], settings["max_train"], seed), cap(pair[1], settings["max_test"], seed))
@@ -144,9 +149,24 @@ def run_study(dataset: str, data_root: str | None = None, preset: str = "cpu", s
             for variant, backbone in variant_backbones(training, method).items():
                 metrics = evaluate_backbone(backbone, method, train_data, test_data, settings, seed, ood)
                 metrics["train_s"] = seconds
-                rows += [dict(dataset=dataset, seed=seed, variant=variant, metric=k, value=v) for k, v in metrics.items()]
+                rows += [dict(dataset=dataset, seed=seed, variant=variant, metric=k, value=v)
+                         for k, v in metrics.items()]
                 log(f"{dataset} seed {seed} {variant}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     return pd.DataFrame(rows)
+
+
+def ssl_curves(histories: dict[str, History]) -> dict[str, pd.DataFrame]:
+    """Per-step curves by variant, columns ``step``, ``ssl`` (that model's SSL loss) and, in the pair, ``kl``
+    (its KL to the peer), for ``plots.plot_history(..., x="step")``. ``histories``: {training: History}."""
+    curves = {}
+    for training, history in histories.items():
+        steps = history.steps
+        if training == "pair":
+            for variant, k in zip(VARIANTS["pair"], ("1", "2")):
+                curves[variant] = steps[["step", f"ssl{k}", f"kl{k}"]].set_axis(["step", "ssl", "kl"], axis=1)
+        else:
+            curves[training] = steps[["step", "ssl1"]].set_axis(["step", "ssl"], axis=1)
+    return curves
 
 
 def summarize(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:

@@ -38,7 +38,8 @@ def grad_cam(backbone: nn.Module, classifier: nn.Module, images: torch.Tensor, t
         raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
     stages = getattr(backbone, "stages", None)
     if stages is None or not -len(stages) <= stage < len(stages):
-        raise ValueError(f"stage must index backbone.stages ({0 if stages is None else len(stages)} stages), got {stage}")
+        count = 0 if stages is None else len(stages)
+        raise ValueError(f"stage must index backbone.stages ({count} stages), got {stage}")
     captured: list[torch.Tensor] = []
     hook = stages[stage].register_forward_hook(lambda module, inputs, output: captured.append(output))
     modes = (backbone.training, classifier.training)
@@ -83,7 +84,7 @@ def plot_grad_cam(images: torch.Tensor, maps: dict[str, torch.Tensor], captions:
     fig, axes = plt.subplots(B, 1 + len(names), figsize=(2.0 * (1 + len(names)), 2.0 * B + 0.4), squeeze=False)
     for i in range(B):
         axes[i, 0].imshow(pictures[i])
-        axes[i, 0].set_ylabel(captions[i] if captions else "", fontsize="small")
+        axes[i, 0].set_xlabel(captions[i] if captions else "", fontsize="small")
         for j, name in enumerate(names, start=1):
             m = maps[name][i].detach().float().cpu()
             if m.shape != (H, W):

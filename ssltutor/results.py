@@ -72,85 +72,155 @@ def _pm(mean: float, std: float, percent: bool) -> str:
 
 
 def is_percent(metric: str) -> bool:
-    """Metrics shown in percent (accuracy-like fractions); others (kappa, forgetting, ...) as they are."""
-    return any(k in metric for k in ("accuracy", "precision", "recall", "f1"))
+    """Metrics shown in percent (accuracy-like fractions); others (kappa, forgetting, seconds, ...) as they are."""
+    return any(k in metric for k in ("accuracy", "precision", "recall", "f1", "linear", "knn"))
 
 
-def comparison(summary: pd.DataFrame, paper: pd.DataFrame, notebook: str) -> pd.DataFrame:
-    """Ours (mean ± std over seeds) beside the paper's number for the same dataset, variant and metric.
-
-    Rows of the paper with no run of ours (another dataset, e.g. CIFAR-100) stay in the table with ``ours`` empty."""
-    ours = summary[summary["notebook"] == notebook].copy()
-    theirs = paper[paper["notebook"] == notebook].copy()
-    keys = ["dataset", "variant", "metric"]
-    ours["ours"] = [_pm(m, s, is_percent(k)) for m, s, k in zip(ours["mean"], ours["std"], ours["metric"])]
-    theirs["paper"] = [_pm(m, s, is_percent(k)) for m, s, k in zip(theirs["value"], theirs["std"], theirs["metric"])]
-    merged = ours.merge(theirs[[*keys, "paper", "setting"]], on=keys, how="outer")
-    merged = merged.rename(columns={"setting": "paper setting"})
-    columns = ["dataset", "preset", "options", "variant", "metric", "ours", "seeds", "paper", "paper setting"]
-    merged = merged.reindex(columns=columns).fillna({"ours": "", "paper": "", "paper setting": "", "preset": "",
-                                                     "options": ""})
-    if (merged["options"] == "").all():
-        merged = merged.drop(columns="options")
-    return merged.sort_values(["dataset", "metric", "variant"]).reset_index(drop=True)
+def select(frame: pd.DataFrame, notebook: str, metrics: list[str] | None = None,
+           variants: list[str] | None = None) -> pd.DataFrame:
+    """Rows of ``notebook`` with the given metrics and variants (in that order); by default every metric and every
+    variant except sweeps (names with ``@``, e.g. ``rt@0.1``)."""
+    rows = frame[frame["notebook"] == notebook]
+    if metrics is not None:
+        rows = rows[rows["metric"].isin(metrics)]
+    if variants is not None:
+        rows = rows[rows["variant"].isin(variants)]
+        rows = rows.assign(_order=rows["variant"].map({v: i for i, v in enumerate(variants)}))
+        rows = rows.sort_values("_order", kind="stable").drop(columns="_order")
+    else:
+        rows = rows[~rows["variant"].astype(str).str.contains("@")]
+    return rows
 
 
-def plot_notebook(summary: pd.DataFrame, paper: pd.DataFrame, notebook: str, metric: str | None = None
-                  ) -> Figure | None:
-    """Bars of ``metric`` (default: the notebook's first metric) per dataset and variant, mean ± std over seeds;
-    the paper's number for the same dataset and variant as a black diamond (its own, larger setting). Without runs
-    of ours: the paper's numbers as bars; None when there is neither."""
-    ours = summary[summary["notebook"] == notebook]
-    theirs = paper[paper["notebook"] == notebook]
+def comparison(summary: pd.DataFrame, paper: pd.DataFrame, notebook: str, metrics: list[str] | None = None,
+               variants: list[str] | None = None) -> pd.DataFrame:
+    """One row per dataset and variant: ours as mean ± std over seeds for each metric, and beside it the paper's
+    number for the same dataset, variant and metric (column ``<metric> (paper)``) where it reports one.
+
+    Datasets only the paper used (e.g. CIFAR-100) keep their rows with our columns empty. Accuracy-like metrics are
+    in percent."""
+    ours = select(summary, notebook, metrics, variants).copy()
+    theirs = select(paper, notebook, metrics, variants).copy()
+    if ours.empty and theirs.empty:
+        return pd.DataFrame({"note": [f"no runs of {notebook} in this results folder yet, and no paper numbers"]})
+    index = ["dataset", "variant"]
+    if ours["preset"].nunique() > 1:
+        index.insert(1, "preset")
+    if ours["options"].nunique() > 1:
+        index.insert(-1, "options")
+    ours["text"] = [_pm(m, s, is_percent(k)) for m, s, k in zip(ours["mean"], ours["std"], ours["metric"])]
+    theirs["text"] = [_pm(m, s, is_percent(k)) for m, s, k in zip(theirs["value"], theirs["std"], theirs["metric"])]
+    order = list(dict.fromkeys([*(metrics or []), *ours["metric"], *theirs["metric"]]))
+    rows = list(dict.fromkeys([*map(tuple, ours[["dataset", "variant"]].values),
+                               *map(tuple, theirs[["dataset", "variant"]].values)]))
+    table = pd.DataFrame(rows, columns=["dataset", "variant"])
+    if not ours.empty:
+        extra = [k for k in index if k not in ("dataset", "variant")]
+        wide = ours.pivot_table(index=index, columns="metric", values="text", aggfunc="first").reset_index()
+        seeds = ours.groupby(index, sort=False)["seeds"].max().rename("seeds").reset_index()
+        table = table.merge(wide.merge(seeds, on=index), on=["dataset", "variant"], how="left")
+        table = table[[*index, "seeds", *[c for c in table.columns if c not in [*index, "seeds", *extra]
+                                          and c not in ("dataset", "variant")]]]
+    if not theirs.empty:
+        wide = theirs.pivot_table(index=["dataset", "variant"], columns="metric", values="text", aggfunc="first")
+        table = table.merge(wide.add_suffix(" (paper)").reset_index(), on=["dataset", "variant"], how="left")
+    columns = [c for c in index if c in table] + (["seeds"] if "seeds" in table else [])
+    for metric in order:
+        columns += [c for c in (metric, f"{metric} (paper)") if c in table]
+    table = table[columns].astype(object)
+    if "seeds" in table:
+        table["seeds"] = table["seeds"].map(lambda n: "" if pd.isna(n) else int(n))
+    table = table.fillna("")
+    return table.sort_values("dataset", kind="stable").set_index([c for c in index if c in table])
+
+
+def paper_sources(paper: pd.DataFrame) -> pd.DataFrame:
+    """Where the papers' numbers come from: one row per paper and setting, with its datasets and source."""
+    if paper.empty:
+        return pd.DataFrame(columns=["paper", "datasets", "setting", "source"])
+    return (paper.groupby(["paper", "setting", "source"], sort=False)["dataset"]
+            .agg(lambda d: ", ".join(dict.fromkeys(d))).rename("datasets").reset_index()
+            [["paper", "datasets", "setting", "source"]])
+
+
+def plot_notebook(summary: pd.DataFrame, paper: pd.DataFrame, notebook: str, metrics: list[str] | None = None,
+                  variants: list[str] | None = None) -> Figure | None:
+    """Bars per dataset of each variant's ``metrics`` (default: the notebook's first metric), mean ± std over seeds,
+    in percent for accuracy-like metrics; the paper's number for the same dataset, variant and metric as a black
+    diamond (its own, larger setting). Without runs of ours: the paper's numbers as bars; None when neither."""
+    ours = select(summary, notebook, metrics, variants)
+    theirs = select(paper, notebook, metrics, variants)
     if ours.empty and theirs.empty:
         return None
-    metric = metric or (ours if not ours.empty else theirs)["metric"].iloc[0]
-    scale = 100.0 if is_percent(metric) else 1.0
-    label = f"{metric} (%)" if scale == 100.0 else metric
-    theirs = theirs[theirs["metric"] == metric]
+    metrics = metrics or [(ours if not ours.empty else theirs)["metric"].iloc[0]]
+    ours, theirs = ours[ours["metric"].isin(metrics)], theirs[theirs["metric"].isin(metrics)]
+    percent = all(is_percent(m) for m in metrics)
+    scale = 100.0 if percent else 1.0
+    label = f"{' / '.join(metrics)}" + (" (%)" if percent else "")
+
+    def bars(rows: pd.DataFrame, mean: str, std: str) -> pd.DataFrame:
+        hue = rows["variant"] if len(metrics) == 1 else rows["variant"] + " (" + rows["metric"] + ")"
+        return rows.drop(columns="variant").assign(
+            **{label: rows[mean] * scale, "std": rows[std].fillna(0) * scale, "variant": hue})
+
+    source = ours if not ours.empty else theirs
+    width_in = 3.0 + 0.45 * source["dataset"].nunique() * max(1, source["variant"].nunique() * len(metrics))
+    fig, ax = plt.subplots(figsize=(min(max(width_in, 6.5), 13), 3.8), layout="constrained")
     if ours.empty:
-        table = theirs.assign(**{label: theirs["value"] * scale, "std": theirs["std"].fillna(0) * scale})
-        return plot_bar_comparison(table, x="dataset", y=label, hue="variant", yerr="std",
-                                   title=f"{notebook}: the paper's {metric} (no runs of ours yet)")
-    ours = ours[ours["metric"] == metric]
-    table = ours.assign(**{label: ours["mean"] * scale, "std": ours["std"] * scale})
-    fig = plot_bar_comparison(table, x="dataset", y=label, hue="variant", yerr="std",
-                              title=f"{notebook}: {metric}, mean ± std over seeds")
-    ax = fig.axes[0]
-    groups = list(dict.fromkeys(table["dataset"]))
-    hues = list(dict.fromkeys(table["variant"]))
+        return plot_bar_comparison(bars(theirs, "value", "std"), x="dataset", y=label, hue="variant", yerr="std",
+                                   ax=ax, title=f"{notebook}: the paper's numbers (no runs of ours yet)")
+    table = bars(ours, "mean", "std")
+    plot_bar_comparison(table, x="dataset", y=label, hue="variant", yerr="std", ax=ax,
+                        title=f"{notebook}: mean ± std over seeds")
+    groups, hues = list(dict.fromkeys(table["dataset"])), list(dict.fromkeys(table["variant"]))
     width = 0.8 / max(1, len(hues))
     shown = False
-    for _, row in theirs.iterrows():
+    for _, row in bars(theirs, "value", "std").iterrows():
         if row["dataset"] in groups and row["variant"] in hues:
             x = groups.index(row["dataset"]) + (hues.index(row["variant"]) - (len(hues) - 1) / 2) * width
-            ax.plot(x, row["value"] * scale, marker="D", color="black", markersize=6, linestyle="none",
+            ax.plot(x, row[label], marker="D", color="black", markersize=6, linestyle="none",
                     label=None if shown else "paper (its setting)")
             shown = True
     if shown:
-        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        ax.legend(title="variant", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return fig
 
 
-def plot_overview(summary: pd.DataFrame, metric: str = "accuracy") -> Figure | None:
-    """One panel per notebook: every variant's ``metric`` per dataset (mean ± std), the chapters side by side."""
-    table = summary[summary["metric"] == metric]
-    if table.empty:
+def plot_overview(summary: pd.DataFrame, headline: dict[str, dict] | None = None, title: str | None = None
+                  ) -> Figure | None:
+    """One panel per notebook: each variant's headline metric per dataset (mean ± std), the chapters side by side.
+
+    ``headline``: {notebook: {"metrics": [metric, ...], "variants": [...] or None}}; the first metric is drawn
+    (default for notebooks not listed: ``accuracy``, all variants but sweeps)."""
+    headline = headline or {}
+    notebooks = [nb for nb in dict.fromkeys([*headline, *summary["notebook"]]) if nb in set(summary["notebook"])]
+    panels = []
+    for nb in notebooks:
+        choice = headline.get(nb, {})
+        wanted = [m for m in (choice.get("metrics") or ["accuracy"]) if is_percent(m)] or ["accuracy"]
+        rows = select(summary, nb, wanted, choice.get("variants"))
+        # each variant's first headline metric that it has (e.g. "accuracy" or "accuracy_aggregated")
+        rank = rows["metric"].map({m: i for i, m in enumerate(wanted)})
+        rows = rows.assign(_rank=rank).sort_values("_rank", kind="stable")
+        rows = rows[rows["_rank"] == rows.groupby("variant")["_rank"].transform("min")].drop(columns="_rank")
+        if not rows.empty:
+            panels.append((nb, " / ".join(dict.fromkeys(rows["metric"])), rows))
+    if not panels:
         return None
-    notebooks = list(dict.fromkeys(table["notebook"]))
-    fig, axes = plt.subplots(1, len(notebooks), figsize=(3.2 * len(notebooks), 3.2), layout="constrained",
-                             squeeze=False, sharey=True)
-    for ax, nb in zip(axes[0], notebooks):
-        rows = table[table["notebook"] == nb]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.6), layout="constrained", squeeze=False)
+    for ax, (nb, metric, rows) in zip(axes[0], panels):
+        scale = 100.0
         datasets = list(dict.fromkeys(rows["dataset"]))
         variants = list(dict.fromkeys(rows["variant"]))
         for k, variant in enumerate(variants):
             part = rows[rows["variant"] == variant]
-            x = np.array([datasets.index(d) for d in part["dataset"]]) + 0.6 * (k / max(1, len(variants)) - 0.3)
-            ax.errorbar(x, part["mean"] * 100, yerr=part["std"] * 100, fmt="o", capsize=3, label=variant)
+            x = np.array([datasets.index(d) for d in part["dataset"]]) + 0.5 * ((k + 0.5) / len(variants) - 0.5)
+            ax.errorbar(x, part["mean"] * scale, yerr=part["std"] * scale, fmt="o", capsize=3, label=variant)
         ax.set_xticks(np.arange(len(datasets)), datasets, rotation=20)
         ax.set_title(nb, fontsize="small")
+        ax.set_ylabel(f"{metric} (%)")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize="x-small")
-    axes[0][0].set_ylabel(f"{metric} (%), mean ± std")
+    if title:
+        fig.suptitle(title)
     return fig

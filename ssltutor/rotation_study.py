@@ -2,29 +2,32 @@
 
 * :func:`step_time_ratio`: what the auxiliary costs, one SSL+rotation training step over one base step (the
   two extra forwards and their backward); ``python -m ssltutor.bench step`` prints it.
-* :class:`KnnMonitor`: a ``fit`` callback that scores the backbone with weighted kNN after every epoch.
+* :class:`TimedKNNMonitor`: the kNN ``fit`` callback, with its own CPU time kept apart from training's.
 * :func:`run_variant`: pretrain one method for one budget, with the kNN curve, the final linear probe, the
   rotation accuracy and the training wall time (evaluation excluded).
 * :func:`run_study`: the grid base methods x {without, with rotation} x budgets x seeds, as a tidy DataFrame.
+* :func:`rotation_accuracy_per_class`: where rotation is ill-posed (classes without a canonical "up").
 
 Notebook 04 calls these; the measurement script of the issue calls :func:`run_study` per dataset.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import pandas as pd
 import torch
 
 from .data import ImageDataset, labelled_fraction
-from .evaluate import knn_accuracy, linear_probe
+from .evaluate import KNNMonitor, knn_accuracy, linear_probe
 from .methods import Batch, Method, create
+from .methods.rotation import rotation_logits
 from .models import create_backbone
 from .train import FitState, fit, make_optimizer, resolve_device
 
-__all__ = ["variant_name", "build_method", "step_time_ratio", "KnnMonitor", "random_init_knn", "run_variant",
-           "run_study", "summarize"]
+__all__ = ["variant_name", "build_method", "step_time_ratio", "TimedKNNMonitor", "random_init_knn", "run_variant",
+           "Study", "run_study", "rotation_accuracy_per_class", "summarize"]
 
 
 def variant_name(base: str, rotation: bool) -> str:
@@ -39,6 +42,8 @@ def build_method(base: str, rotation: bool, settings: dict, dataset: str | None 
     torch.manual_seed(seed)
     backbone = create_backbone(settings["backbone"], **({"width": settings["width"]} if settings.get("width") else {}))
     extra = dict(options)
+    if "crop_scale" in settings:
+        extra.setdefault("crop_scale", settings["crop_scale"])
     if base == "mocov2plus":  # the paper's 65,536-key queue is larger than our subsets
         extra.setdefault("queue_size", settings.get("moco_queue_size", 4096))
     if rotation:
@@ -52,15 +57,16 @@ def build_method(base: str, rotation: bool, settings: dict, dataset: str | None 
 # ------------------------------------------------------------------------------------------------------------------
 # Cost of the auxiliary task
 # ------------------------------------------------------------------------------------------------------------------
-def _step_seconds(method: Method, images: torch.Tensor, precision: str, repeats: int, rounds: int, seed: int,
-                  device: torch.device) -> float:
-    """Best-of-``rounds`` mean time of one full training step (views, forward, backward, optimizer, EMA/queue)."""
+def _training_step(method: Method, images: torch.Tensor, precision: str, seed: int,
+                   device: torch.device) -> Callable[[], None]:
+    """One full training step of ``method`` on ``images`` (views, forward, backward, SGD, EMA/queue), as a closure."""
     generator = torch.Generator(device).manual_seed(seed)
     opt = make_optimizer(method.parameter_groups(0.0), "sgd", lr=0.01)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     labels = torch.zeros(len(images), dtype=torch.long, device=device)
+    method.train()
 
-    def one_step():
+    def step() -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = method.step(Batch(images, labels, generator))["loss"]
         opt.zero_grad(set_to_none=True)
@@ -68,28 +74,28 @@ def _step_seconds(method: Method, images: torch.Tensor, precision: str, repeats:
         opt.step()
         method.on_step_end(0.5)
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    return step
 
-    method.train()
-    for _ in range(2):  # warm-up: allocator, kernels, MoCo's queue
-        one_step()
-    best = float("inf")
-    for _ in range(rounds):
-        sync()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            one_step()
-        sync()
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return best
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def _seconds_per_step(step: Callable[[], None], repeats: int, device: torch.device, clock: str = "wall") -> float:
+    now = CLOCKS[clock]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = now()
+    for _ in range(repeats):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (now() - start) / repeats
 
 
 def step_time_ratio(base_name: str = "simclr", backbone: str = "small_convnet", batch_size: int = 128,
                     image_size: int = 32, precision: str = "bf16", repeats: int = 5, rounds: int = 3,
                     width: int = 32, head_scale: float = 1 / 8, channels_last: bool = True, device=None,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, clock: str = "wall") -> dict:
     """Seconds per training step of ``<base_name>_rot`` over ``<base_name>`` on random uint8 images.
 
     Both methods start from the same backbone weights and see the same batch; the rounds of the two alternate so
@@ -97,26 +103,34 @@ def step_time_ratio(base_name: str = "simclr", backbone: str = "small_convnet", 
     ``{"base": name, "base_step_s", "rotation_step_s", "ratio"}``. EffSSL's extra cost is two more forwards and
     their backward through the backbone: about 2x for SimCLR/SwAV (2 -> 4 backbone passes with gradients), less
     for BYOL/MoCo whose target forwards are not repeated.
+
+    ``clock``: ``"wall"`` (what a user waits) or ``"cpu"`` (process CPU time: steadier on a shared CPU; CPU only).
     """
     if repeats < 1 or rounds < 1:
         raise ValueError(f"repeats and rounds must be >= 1, got {repeats} and {rounds}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
     device = resolve_device(device)
+    if clock == "cpu" and device.type != "cpu":
+        raise ValueError("clock='cpu' measures process CPU time: use it with device='cpu', or clock='wall'")
     settings = dict(backbone=backbone, width=width if backbone == "small_convnet" else None, head_scale=head_scale,
                     image_size=image_size)
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8,
                            generator=generator).to(device)
-    methods = {}
+    steps = {}
     for rotation in (False, True):
         m = build_method(base_name, rotation, settings, seed=seed).to(device)
         if channels_last:
             m.to(memory_format=torch.channels_last)
             m.memory_format = torch.channels_last
-        methods[rotation] = m
+        steps[rotation] = _training_step(m, images, precision, seed, device)
+        for _ in range(2):  # warm-up: allocator, kernels, MoCo's queue
+            steps[rotation]()
     best = {False: float("inf"), True: float("inf")}
     for _ in range(rounds):
-        for rotation, m in methods.items():
-            best[rotation] = min(best[rotation], _step_seconds(m, images, precision, repeats, 1, seed, device))
+        for rotation, step in steps.items():
+            best[rotation] = min(best[rotation], _seconds_per_step(step, repeats, device, clock))
     return {"base": base_name, "base_step_s": best[False], "rotation_step_s": best[True],
             "ratio": best[True] / best[False]}
 
@@ -124,26 +138,20 @@ def step_time_ratio(base_name: str = "simclr", backbone: str = "small_convnet", 
 # ------------------------------------------------------------------------------------------------------------------
 # Evaluation during and after training
 # ------------------------------------------------------------------------------------------------------------------
-class KnnMonitor:
-    """A ``fit`` callback: after every ``every``-th epoch, ``{"knn": accuracy}`` of a weighted kNN (cosine,
-    T = 0.1) whose memory bank is ``labelled`` and whose queries are ``test``. ``cpu_s`` accumulates the process
-    CPU time it used, so that training cost can be reported without evaluation."""
+class TimedKNNMonitor(KNNMonitor):
+    """:class:`ssltutor.evaluate.KNNMonitor` (``{"knn_acc": ...}`` after every ``every``-th epoch) that also sums
+    the process CPU time it spends in ``cpu_s``, so that training cost can be reported without evaluation."""
 
-    def __init__(self, labelled: ImageDataset, test: ImageDataset, k: int = 50, every: int = 1):
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
-        self.labelled, self.test, self.k, self.every = labelled, test, k, every
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.cpu_s = 0.0
 
     def __call__(self, state: FitState) -> dict | None:
-        if state.epoch % self.every:
-            return None
         start = time.process_time()
-        m = state.method
-        accuracy = knn_accuracy(m.features(self.labelled.images), self.labelled.labels, m.features(self.test.images),
-                                self.test.labels, k=self.k)
-        self.cpu_s += time.process_time() - start
-        return {"knn": accuracy}
+        try:
+            return super().__call__(state)
+        finally:
+            self.cpu_s += time.process_time() - start
 
 
 def random_init_knn(train: ImageDataset, test: ImageDataset, settings: dict, seed: int = 0,
@@ -163,13 +171,13 @@ def run_variant(base: str, rotation: bool, train: ImageDataset, test: ImageDatas
 
     ``labelled``: the labelled images for kNN and the probe (default ``train``). ``settings``: a preset dict
     (``ssltutor.presets.preset("cpu", paper="rotation")``). Returns ``{"method", "history"`` (epochs DataFrame:
-    loss, ssl, rot, rot_acc, time_s, knn), ``"knn"`` (last epoch), ``"probe"`` (linear probe accuracy or None),
+    loss, ssl, rot, rot_acc, time_s, knn_acc), ``"knn"`` (last epoch), ``"probe"`` (linear probe accuracy or None),
     ``"rot_acc"`` (mean over the last epoch, None without rotation), ``"train_s"`` (training wall seconds,
     evaluation excluded), ``"cpu_s"`` (process CPU seconds of training: the fair cost on a shared machine)}.
     """
     labelled = train if labelled is None else labelled
     method = build_method(base, rotation, settings, dataset=train.name, seed=seed, **options)
-    monitor = KnnMonitor(labelled, test, settings["knn_k"], settings.get("knn_every", 1))
+    monitor = TimedKNNMonitor(labelled, test, k=settings["knn_k"], every=settings.get("knn_every", 1))
     cpu_start = time.process_time()
     history = fit(method, train, epochs=epochs, batch_size=settings["batch_size"], optimizer=settings["optimizer"],
                   lr=settings["lr"], weight_decay=settings["weight_decay"],
@@ -179,7 +187,7 @@ def run_variant(base: str, rotation: bool, train: ImageDataset, test: ImageDatas
     cpu_s = time.process_time() - cpu_start - monitor.cpu_s
     epochs_df = history.epochs
     result = {"method": method, "history": epochs_df, "train_s": float(epochs_df["time_s"].sum()), "cpu_s": cpu_s,
-              "knn": float(epochs_df["knn"].dropna().iloc[-1]) if "knn" in epochs_df else None,
+              "knn": float(epochs_df["knn_acc"].dropna().iloc[-1]),
               "rot_acc": float(epochs_df["rot_acc"].iloc[-1]) if "rot_acc" in epochs_df else None, "probe": None}
     if probe:
         f_train, f_test = method.features(labelled.images), method.features(test.images)
@@ -188,23 +196,44 @@ def run_variant(base: str, rotation: bool, train: ImageDataset, test: ImageDatas
     return result
 
 
+@dataclass
+class Study:
+    """What :func:`run_study` returns. ``runs``: one row per run (dataset, base, rotation, budget, seed, knn,
+    probe, rot_acc, train_s, cpu_s); ``curves``: one row per run and epoch (knn_acc, losses, rot_acc, ``time_s`` and
+    its running sum ``train_time_s``); ``methods``: the trained methods by (base, rotation, budget, seed)."""
+
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    methods: dict = field(default_factory=dict)
+
+    def histories(self, base: str, seed: int | None = None) -> dict[str, pd.DataFrame]:
+        """``{"simclr, 6 ep": epochs, "simclr+rot, 6 ep": epochs, ...}`` for ``plots.plot_history``."""
+        frame = self.curves[self.curves["base"] == base]
+        if seed is not None:
+            frame = frame[frame["seed"] == seed]
+        out = {}
+        for (budget, rot), group in frame.groupby(["budget", "rotation"], sort=True):
+            curve = group.groupby("epoch").mean(numeric_only=True).dropna(axis=1, how="all")  # no rot_acc for base
+            out[f"{base}{'+rot' if rot else ''}, {budget} ep"] = curve.reset_index()
+        return out
+
+
 def run_study(train: ImageDataset, test: ImageDataset, settings: dict, base_methods: Sequence[str] = ("simclr",),
               budgets: Sequence[int] | None = None, seeds: Sequence[int] = (0,), device=None,
               label_fraction: float = 1.0, probe: bool = True, baseline: bool = True,
-              on_result: Callable[[dict], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+              on_result: Callable[[dict], None] | None = None) -> Study:
     """Every base method with and without rotation, at every epoch budget (default ``settings["epoch_budgets"]``),
-    for every seed.
+    for every seed; each (budget, seed) pair starts both variants from the same backbone weights.
 
     ``label_fraction``: share of the train labels kNN and the probe may use (class-balanced, per seed).
     ``baseline``: add a ``base="random_init"``, ``budget=0`` row per seed (:func:`random_init_knn`).
-    Returns ``(runs, curves)``: ``runs`` one row per run (dataset, base, rotation, budget, seed, knn, probe,
-    rot_acc, train_s); ``curves`` one row per run and epoch (the kNN curve, losses, time). ``on_result`` is called
-    with each finished row (e.g. to log progress or save partial results).
+    ``on_result`` is called with each finished row (e.g. to log progress or save partial results).
+    Returns a :class:`Study`.
     """
     budgets = tuple(settings["epoch_budgets"] if budgets is None else budgets)
     if not budgets or min(budgets) < 1:
         raise ValueError(f"budgets must be positive epoch counts, got {budgets}")
-    rows, curves = [], []
+    study, rows, curves = Study(pd.DataFrame(), pd.DataFrame()), [], []
     for seed in seeds:
         labelled = train if label_fraction >= 1 else train.subset(labelled_fraction(train.labels, label_fraction, seed))
         if baseline:
@@ -219,12 +248,41 @@ def run_study(train: ImageDataset, test: ImageDataset, settings: dict, base_meth
                            "knn": out["knn"], "probe": out["probe"], "rot_acc": out["rot_acc"],
                            "train_s": out["train_s"], "cpu_s": out["cpu_s"]}
                     rows.append(row)
-                    curve = out["history"].assign(**{k: row[k] for k in ("dataset", "base", "rotation", "budget",
-                                                                        "seed")})
-                    curves.append(curve)
+                    study.methods[(base, rotation, epochs, seed)] = out["method"]
+                    history = out["history"]
+                    curves.append(history.assign(train_time_s=history["time_s"].cumsum(),
+                                                 **{k: row[k] for k in ("dataset", "base", "rotation", "budget",
+                                                                        "seed")}))
                     if on_result is not None:
                         on_result(row)
-    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+    study.runs, study.curves = pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+    return study
+
+
+@torch.no_grad()
+def rotation_accuracy_per_class(method: Method, data: ImageDataset, batch_size: int = 512) -> pd.DataFrame:
+    """How well a trained rotation head (``<base>_rot`` or ``rotnet``) recovers each of the four turns of the
+    un-augmented images of ``data``, per class: one row per class with ``class``, ``rot_acc`` (chance 0.25) and
+    ``count``. Low values flag classes that look alike under rotation (no canonical "up")."""
+    if not hasattr(method, "rotation_head"):
+        raise ValueError(f"{type(method).__name__} has no rotation head: pass a '<base>_rot' method or 'rotnet'")
+    was_training = method.training
+    method.eval()
+    device = next(method.parameters()).device
+    correct = torch.zeros(len(data), device=device)
+    try:
+        for start in range(0, len(data), batch_size):
+            x = method.eval_transform(data.images[start:start + batch_size].to(device), None)
+            for k in range(4):
+                turns = torch.full((len(x),), k, device=device)
+                logits = rotation_logits(method.backbone, method.rotation_head, x, turns)
+                correct[start:start + len(x)] += (logits.argmax(1) == turns).float() / 4
+    finally:
+        method.train(was_training)
+    frame = pd.DataFrame({"label": data.labels.cpu().numpy(), "rot_acc": correct.cpu().numpy()})
+    table = frame.groupby("label")["rot_acc"].agg(["mean", "count"]).reset_index()
+    table["class"] = [data.classes[i] for i in table["label"]]
+    return table.rename(columns={"mean": "rot_acc"})[["class", "rot_acc", "count"]]
 
 
 def summarize(runs: pd.DataFrame,

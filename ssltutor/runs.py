@@ -277,9 +277,11 @@ def source_cell_index(executed: Path, index: int) -> int:
     return index - sum("injected-parameters" in c.metadata.get("tags", []) for c in executed_cells[:index])
 
 
-def run_jobs(jobs: list[Job], workers: int = 1, on_result: Callable[[Job, JobResult], None] | None = None
-             ) -> list[JobResult]:
-    """Run ``jobs`` (serially, or in ``workers`` processes); ``on_result`` is called as each finishes."""
+def run_jobs(jobs: list[Job], workers: int = 1, on_result: Callable[[Job, JobResult], None] | None = None,
+             gpus: list[str] | None = None) -> list[JobResult]:
+    """Run ``jobs`` (serially, or in ``workers`` processes); ``on_result`` is called as each finishes.
+    ``gpus``: one GPU id per worker (at least ``workers`` of them); each worker process and the kernels it starts
+    see only their own GPU (``CUDA_VISIBLE_DEVICES``), as ``cuda:0``."""
     results: dict[int, JobResult] = {}
 
     def finished(i: int, result: JobResult) -> None:
@@ -287,12 +289,19 @@ def run_jobs(jobs: list[Job], workers: int = 1, on_result: Callable[[Job, JobRes
         if on_result is not None:
             on_result(jobs[i], result)
 
-    if workers <= 1:
+    if workers <= 1 and not gpus:
         for i, job in enumerate(jobs):
             finished(i, run_job(job))
     else:
         # spawn, not fork: the parent may hold torch thread pools (or CUDA) that a forked child must not inherit
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        context = multiprocessing.get_context("spawn")
+        per_gpu = {}
+        if gpus:
+            free = context.Queue()
+            for gpu in gpus:
+                free.put(str(gpu))
+            per_gpu = dict(initializer=_claim_gpu, initargs=(free,))
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, **per_gpu) as pool:
             futures = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
             for future in as_completed(futures):
                 i = futures[future]
@@ -301,6 +310,11 @@ def run_jobs(jobs: list[Job], workers: int = 1, on_result: Callable[[Job, JobRes
                 except Exception as err:  # the worker process itself died
                     finished(i, JobResult(jobs[i].name, "failed", error=f"{type(err).__name__}: {err}"))
     return [results[i] for i in range(len(jobs))]
+
+
+def _claim_gpu(free) -> None:
+    """Worker initializer: take the next free GPU id; this worker and its notebook kernels see only that one."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = free.get()
 
 
 def machine() -> str:

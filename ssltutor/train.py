@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .distributed import convert_sync_batchnorm, launch_context
 from .data.loader import DeviceLoader
 from .methods.base import Batch, Method
 
@@ -168,7 +169,7 @@ def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: 
         grad_clip: float | None = None, device: str | torch.device | None = None, seed: int = 0,
         checkpoint_dir: str | Path | None = None, checkpoint_every: int = 1, resume: bool = False,
         callbacks: Iterable[Callable[[FitState], dict | None]] = (), progress: bool = True, log_every: int = 1,
-        drop_last: bool = True) -> History:
+        drop_last: bool = True, distributed: bool | None = None, sync_batchnorm: bool = False) -> History:
     """Train ``method`` on ``data`` (an ``ImageDataset`` or a pair ``(images uint8, labels)``) for ``epochs``.
 
     lr: defaults to 0.05 * batch_size / 256 for SGD/LARS and 1e-3 for Adam/AdamW (linear scaling rule).
@@ -176,6 +177,9 @@ def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: 
     CSVs go; ``resume=True`` continues from the checkpoint there and reaches the same weights as an uninterrupted run
     (bitwise on CPU with the same seed and thread count).
     callbacks: called with a :class:`FitState` after each epoch; a returned dict is added to the epoch's history row.
+    distributed: None runs data-parallel when launched by ``torchrun`` (WORLD_SIZE > 1), True always, False never
+    (see :mod:`ssltutor.distributed`): ``batch_size`` is then the global batch, split evenly over the ranks, and only
+    rank 0 writes checkpoints, history and progress. sync_batchnorm: batch statistics over the global batch.
     Returns a :class:`History`.
     """
     images, labels = (data.images, data.labels) if hasattr(data, "images") else data
@@ -183,6 +187,10 @@ def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: 
     _check_args(epochs, batch_size, len(images), optimizer, precision, device, lr, drop_last)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir (the folder holding checkpoint.pt)")
+    ctx = launch_context(distributed, device, batch_size, drop_last)  # None: a single process, as before
+    device = ctx.device if ctx is not None else device
+    main = ctx is None or ctx.is_main  # the process that writes files and shows progress
+    show = progress and main
     if lr is None:
         lr = 1e-3 if optimizer in ("adam", "adamw") else 0.05 * batch_size / 256
 
@@ -192,6 +200,8 @@ def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: 
         method.memory_format = torch.channels_last
     if compile:
         method.backbone.compile()
+    if ctx is not None and sync_batchnorm:
+        convert_sync_batchnorm(method, device)
 
     generator = torch.Generator(device=device).manual_seed(seed)
     loader = DeviceLoader(images, labels, batch_size, shuffle=True, drop_last=drop_last, generator=generator, device=device)
@@ -219,19 +229,26 @@ def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: 
         start_epoch, global_step = state["epoch"], state["step"]
         step_rows, epoch_rows = list(state["step_rows"]), list(state["epoch_rows"])
 
+    if ctx is not None:
+        ctx.check_same_on_all_ranks(start_epoch, "resumed epoch (checkpoint_dir must be on storage every node sees)")
+    # Distributed: DDP sees Method.forward (= step); each rank takes its shard of the global batch and augments it
+    # with its own generator (the shared one only draws the permutation, identically on every rank).
+    train_step = method.step if ctx is None else ctx.wrap(method)
     method.train()
     for epoch in range(start_epoch, epochs):
         method.on_epoch_start(epoch)
+        augment_generator = generator if ctx is None else ctx.augmentation_generator(seed, epoch)
         t_epoch = time.perf_counter()
         pending: list[tuple[int, dict[str, torch.Tensor], float]] = []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not show)
         t_last = time.perf_counter()
         for x, y in bar:
             lr_now = lr_at(global_step, total_steps, int(warmup_epochs * steps_per_epoch), lr, min_lr, schedule)
             for group, scale in zip(opt.param_groups, base_lrs):
                 group["lr"] = lr_now * scale
+            batch = Batch(x, y, generator) if ctx is None else Batch(ctx.shard(x), ctx.shard(y), augment_generator)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                out = method.step(Batch(x, y, generator))
+                out = train_step(batch)
             loss = out["loss"]
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -248,16 +265,19 @@ def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: 
                 opt.step()
             global_step += 1
             method.on_step_end(global_step / total_steps)
-            pending.append((global_step, {k: v.detach() for k, v in out.items()}, lr_now))
+            metrics = {k: v.detach() for k, v in out.items()}
+            pending.append((global_step, metrics if ctx is None else ctx.average(metrics), lr_now))
             if len(pending) >= log_every or global_step % steps_per_epoch == 0:
                 rows = _flush(pending, epoch, x.shape[0], time.perf_counter() - t_last, ckpt_path)
                 step_rows.extend(rows)
                 t_last = time.perf_counter()
                 pending = []
-                if progress:
+                if show:
                     bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", lr=f"{lr_now:.3g}",
                                     img_s=f"{rows[-1]['images_per_s']:.0f}")
         epoch_time = time.perf_counter() - t_epoch
+        if ctx is not None and not sync_batchnorm:
+            ctx.average_batchnorm_statistics(method)
         df = pd.DataFrame(step_rows)
         row = {"epoch": epoch + 1, "step": global_step, "time_s": epoch_time,
                **df[df.epoch == epoch + 1].drop(columns=["epoch", "step"]).mean(numeric_only=True).to_dict()}
@@ -270,10 +290,10 @@ def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: 
         method.train()
         epoch_rows.append(row)
         history.epochs = pd.DataFrame(epoch_rows)
-        if progress:
+        if show:
             tqdm.write(f"epoch {epoch + 1}/{epochs}: " + ", ".join(
                 f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step") and isinstance(v, float)))
-        if ckpt_path is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+        if ckpt_path is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs) and main:
             ckpt_path.parent.mkdir(parents=True, exist_ok=True)
             state = {"method": method.state_dict(), "optimizer": opt.state_dict(), "generator": generator.get_state(),
                      "epoch": epoch + 1, "step": global_step, "step_rows": step_rows, "epoch_rows": epoch_rows}
@@ -281,6 +301,8 @@ def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: 
                 state["scaler"] = scaler.state_dict()
             _atomic_write(lambda f: torch.save(state, f), ckpt_path)
             history.save(ckpt_path.parent)
+        if ctx is not None and ckpt_path is not None:
+            ctx.barrier()  # no rank runs ahead of (or resumes from) a checkpoint rank 0 is still writing
     history.steps, history.epochs = pd.DataFrame(step_rows), pd.DataFrame(epoch_rows)
     method.eval()
     return history

@@ -218,10 +218,10 @@ def test_data_incremental_evaluation_repeats_the_overall_accuracy(shared_data):
 
 # --- a short continual run on real images, and resume across tasks ------------------------------------------------
 def test_continual_run_and_resume_across_tasks_equals_uninterrupted(shared_data, tmp_path):
-    train = cap(load("cifar10", shared_data, "train"), 300, 0)
-    test = cap(load("cifar10", shared_data, "test"), 200, 0)
+    train = cap(load("cifar10", shared_data, "train"), 240, 0)
+    test = cap(load("cifar10", shared_data, "test"), 100, 0)
     tasks = class_incremental_tasks(train.labels, 5, seed=0)[:3]
-    options = dict(batch_size=32, lr=0.05, device="cpu", probe_options={"epochs": 5})
+    options = dict(batch_size=16, lr=0.05, device="cpu", probe_options={"epochs": 3})
 
     full_method = _cassle("byol")
     full = fit_continual(full_method, tasks, train, test, 1, checkpoint_dir=tmp_path / "a", **options)
@@ -229,9 +229,9 @@ def test_continual_run_and_resume_across_tasks_equals_uninterrupted(shared_data,
     assert "distill_loss" not in full.histories[0].steps and "distill_loss" in full.histories[2].steps
     assert set(full.summary()) == {"A", "F", "BWT", "T", "final_accuracy"}
 
-    first = fit_continual(_cassle("byol"), tasks, train, test, 1, checkpoint_dir=tmp_path / "b", stop_after=1,
-                          **options)
-    assert np.isfinite(first.R[0]).all() and np.isnan(first.R[1:]).all()
+    first = fit_continual(_cassle("byol"), tasks, train, test, 1, checkpoint_dir=tmp_path / "b", stop_after=2,
+                          **options)  # "interrupted" after task 2: the resumed run must rebuild the frozen copy
+    assert np.isfinite(first.R[:2]).all() and np.isnan(first.R[2]).all()
     resumed_method = _cassle("byol")
     resumed = fit_continual(resumed_method, tasks, train, test, 1, checkpoint_dir=tmp_path / "b", resume=True,
                             **options)
@@ -241,3 +241,12 @@ def test_continual_run_and_resume_across_tasks_equals_uninterrupted(shared_data,
     assert full_state.keys() == resumed_state.keys()
     assert all(torch.equal(full_state[k], resumed_state[k]) for k in full_state)
     np.testing.assert_array_equal(full.histories[2].steps["loss"], resumed.histories[2].steps["loss"])
+
+
+def test_create_by_name_shares_the_base_surface():
+    m = methods.create("cassle", create_backbone("small_convnet", width=8), dataset="cifar10", ssl_method="byol",
+                       head_scale=1 / 32, image_size=32)
+    assert isinstance(m.base, methods.BYOL) and m.backbone is m.base.backbone and m.views is m.base.views
+    assert m.features(torch.zeros(3, 3, 32, 32, dtype=torch.uint8)).shape == (3, m.backbone.feature_dim)
+    names = [n for n, _ in m.named_parameters()]
+    assert len(names) == len(set(id(p) for p in m.parameters()))  # the backbone is registered once

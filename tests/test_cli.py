@@ -2,10 +2,12 @@
 (failures reported with their cell, the others still run, resumable), results.csv, and the MathJax install."""
 from __future__ import annotations
 
+import functools
 import json
 
 import nbformat
 import pandas as pd
+import papermill
 import pytest
 
 from ssltutor import cli
@@ -175,3 +177,22 @@ def test_mathjax_is_installed_from_the_pinned_tarball(tmp_path):
     assert (folder / "tex-chtml.js").stat().st_size > 500_000
     assert list((folder / "output" / "chtml" / "fonts" / "woff-v2").glob("MathJax_Main-Regular.woff"))
     assert ensure_mathjax(tmp_path / "_static") == folder  # present: nothing to do
+
+
+def test_book_staging_hides_injected_parameters_and_picks_batch_runs(standin, tmp_path):
+    from ssltutor.book import _executed_copy, hide_injected_parameters
+
+    for name in ("aptos2019-cpu-seed0", "cifar10-cpu-seed0", "cifar10-cpu-seed1", "digits-cpu-seed0"):
+        (tmp_path / "runs" / "02_standin" / name).mkdir(parents=True)
+        (tmp_path / "runs" / "02_standin" / name / "metrics.json").write_text("{}")
+    (tmp_path / "runs" / "02_standin" / "digits-cpu-seed0" / "metrics.json").unlink()  # unfinished: never shown
+    pick = functools.partial(_executed_copy, tmp_path / "runs", "02_standin")
+    assert pick(None, 0).parent.name == "cifar10-cpu-seed0"
+    assert pick("aptos2019", 0).parent.name == "aptos2019-cpu-seed0"
+    assert pick("digits", 0) is None and pick(None, 1).parent.name == "cifar10-cpu-seed1"
+
+    prepared = tmp_path / "prepared.ipynb"
+    papermill.execute_notebook(str(standin), str(prepared), parameters={"seed": 2}, prepare_only=True)
+    hide_injected_parameters(prepared, tmp_path / "staged.ipynb")
+    tags = [c.metadata.get("tags", []) for c in nbformat.read(tmp_path / "staged.ipynb", as_version=4).cells]
+    assert ["injected-parameters", "hide-cell"] in tags and ["parameters"] in tags

@@ -56,6 +56,8 @@ def test_step_returns_every_part_and_the_sum():
     assert out["kl1"] >= 0 and out["kl2"] >= 0
     assert m.backbones == (m.backbone, m.peer) and m.peer.name == "small_convnet8"
     assert len(m.make_views(_batch())) == 4  # two views per model
+    groups = m.parameter_groups(1e-6)  # the fit loop's one optimizer sees every parameter of both models
+    assert sum(len(g["params"]) for g in groups) == len(_params(m)) > len(_params(m.backbone))
 
 
 def test_kl_is_zero_when_both_models_produce_the_same_similarities():
@@ -176,7 +178,7 @@ def test_both_models_learn_on_a_real_subset(shared_data):
     torch.set_num_threads(2)
     train = cap(load("cifar10", root=shared_data, split="train"), 1024, 0)
     test = cap(load("cifar10", root=shared_data, split="test"), 500, 0)
-    m = _pair(dataset="cifar10", peer="small_convnet16", head_scale=1 / 8, image_size=32)
+    m = _pair(dataset="cifar10", peer="small_convnet8", head_scale=1 / 8, image_size=32)
 
     def knn(backbone):
         return knn_accuracy(extract_features(backbone, train.images, transform=m.eval_transform), train.labels,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -63,8 +64,10 @@ def test_notebook_runs_under_nbval_at_smoke(path, tmp_path):
         params["output_dir"] = str(tmp_path / "outputs")
     copy = tmp_path / path.name
     papermill.execute_notebook(str(path), str(copy), parameters=params, prepare_only=True)  # inject, don't run
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--sanitize-with", str(SANITIZE),
-                           "-p", "no:cacheprovider", "-q", "--nbval-cell-timeout", "600", str(copy)],
+    # -c /dev/null --rootdir: the child pytest must not pick up the repository's pytest configuration
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-sanitize-with", str(SANITIZE),
+                           "--nbval-cell-timeout", "600", "-p", "no:cacheprovider", "-c", os.devnull,
+                           "--rootdir", str(tmp_path), "-q", str(copy)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"nbval failed on {path.name} at preset smoke:\n{proc.stdout[-6000:]}"
 

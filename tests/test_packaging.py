@@ -1,10 +1,11 @@
 """pyproject.toml and environment.yml describe the same environment; the layout is the product's."""
 import re
 import tomllib
+
+import yaml
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONDA_NAMES = {"scikit-learn": "scikit-learn", "pillow": "pillow"}
 
 
 def _name(requirement: str) -> str:
@@ -14,12 +15,13 @@ def _name(requirement: str) -> str:
 def test_environment_yml_matches_pyproject():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     wanted = {_name(d) for d in deps}
-    env_lines = [l.strip()[2:].strip() for l in (ROOT / "environment.yml").read_text().splitlines()
-                 if l.strip().startswith("- ")]
-    have = {_name(l) for l in env_lines if not l.startswith(("pip", "python", "-e"))} - {""}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    have = {_name(d) for d in conda + pip if not d.startswith(("-e", "python", "pip"))}
     assert wanted == have, f"only in pyproject: {wanted - have}; only in environment.yml: {have - wanted}"
-    assert any("jupyter-book>=1.0.4,<2" in l for l in env_lines)
-    assert "jupyter-book>=1.0.4,<2" in deps
+    assert "jupyter-book>=1.0.4,<2" in pip and "jupyter-book>=1.0.4,<2" in deps
+    assert env["channels"] == ["conda-forge"]
 
 
 def test_torch_pin_in_install_step():

@@ -45,6 +45,19 @@ def _record_turns(monkeypatch):
     return seen
 
 
+@pytest.mark.parametrize("name", [f"{b}_rot" for b in rotation.ROTATION_BASES] + ["rotnet"])
+def test_every_rotation_method_steps_and_backprops(name):
+    m = _make(name, **({"num_prototypes": 32} if name == "swav_rot" else {}))
+    out = m.step(_batch())
+    assert torch.isfinite(out["loss"]) and 0.0 <= float(out["rot_acc"]) <= 1.0
+    out["loss"].backward()
+    assert m.rotation_head[0].weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.backbone.parameters())
+    m.on_step_end(0.5)
+    m.on_epoch_start(1)
+    assert sum(len(g["params"]) for g in m.parameter_groups(1e-4)) == sum(p.requires_grad for p in m.parameters())
+
+
 def test_rotated_inputs_are_the_views_turned_by_the_labels(monkeypatch):
     m = _make("simclr_rot")
     inputs, turns = _record_backbone_inputs(m), _record_turns(monkeypatch)

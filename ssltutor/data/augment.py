@@ -815,7 +815,7 @@ def byol_views(size: int, mean: Sequence[float], std: Sequence[float],
 
 def fkt_views(size: int, mean: Sequence[float] = FKT_CODE_STATS[0], std: Sequence[float] = FKT_CODE_STATS[1],
               blur_kernel_size: int | None = None, color_jitter: bool = False, hflip: bool = False,
-              dtype: torch.dtype = torch.float32,
+              scale: tuple[float, float] = (0.08, 1.0), dtype: torch.dtype = torch.float32,
               memory_format: torch.memory_format = torch.contiguous_format) -> MultiView:
     """The two SSL views of FKT's joint training (papers.md 1.4, ``src/joint_train.py``): RandomResizedCrop,
     vertical flip 0.5, grayscale 0.2, Gaussian blur p=0.5 (kernel 21 at 224 px, scaled to ``size``; sigma in
@@ -828,10 +828,10 @@ def fkt_views(size: int, mean: Sequence[float] = FKT_CODE_STATS[0], std: Sequenc
     Quirks of the code kept by default: no horizontal flip (its variable is overwritten; ``hflip=True`` restores
     it), the defined ColorJitter(0.8, 0.8, 0.8, 0.2) p=0.8 is never applied (``color_jitter=True`` applies it),
     and the fundus statistics :data:`FKT_CODE_STATS` normalise every dataset (the default ``mean``/``std``; pass
-    ``STATS[name]`` for the dataset's own).
+    ``STATS[name]`` for the dataset's own). ``scale``: the crop's area range (torchvision's default in the code).
     """
     kernel = blur_kernel_size or blur_kernel_size_for_fkt(size)
-    config = ViewConfig(size, hflip_p=0.5 if hflip else 0.0, vflip_p=0.5, jitter_p=0.8 if color_jitter else 0.0,
+    config = ViewConfig(size, scale=scale, hflip_p=0.5 if hflip else 0.0, vflip_p=0.5, jitter_p=0.8 if color_jitter else 0.0,
                         brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2, grayscale_p=0.2, blur_p=0.5,
                         blur_kernel_size=kernel, rotate90=True)
     view = ViewTransform(config, mean, std, **_output_options(dtype, memory_format))

@@ -51,6 +51,10 @@ class Method(nn.Module):
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """``step``: what DistributedDataParallel calls, so it can average the gradients of the step over ranks."""
+        return self.step(batch)
+
     def on_step_end(self, progress: float) -> None:
         """Called after each optimizer step; ``progress`` = finished steps / total steps, in (0, 1]."""
 

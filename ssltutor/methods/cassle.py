@@ -98,11 +98,12 @@ class CaSSLe(Method):
         distiller: one of :data:`DISTILLERS`; default: the one the paper pairs with the base method.
         distill_lambda: weight of the distillation loss; default 25 for ``predictive_mse``, 1 otherwise (code).
         distill_temperature: tau of the contrastive (0.2) and knowledge (0.1) distillers.
-        pred_hidden: hidden width of the predictor g (paper 2048; default 2048 * ``head_scale``).
+        pred_hidden: hidden width of the predictor g (paper 2048; default 2048 * ``head_scale``, so pass the
+            ``head_scale`` the base was built with when you wrap a ready method).
         frozen_bn_train: keep the frozen copy's BatchNorm in train mode as the released code does (see module doc).
         reset_predictor: a new, randomly initialised g (and SwAV distillation prototypes) at every task, as the
-            issue and the paper describe. The released code builds g fresh for task 1 but then loads it from the
-            previous task's checkpoint (``strict=False``), so from task 2 on it carries over: ``False`` does that.
+            issue and the paper describe. The released code builds g fresh for task 1 (0-based) but then loads it
+            with the previous task's checkpoint (``strict=False``), so from task 2 on it carries over: ``False``.
         seed: seeds the initialisation of g (``seed * 1000 + task``), so a resumed run builds the same g.
     """
 

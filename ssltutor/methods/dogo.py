@@ -40,6 +40,7 @@ Choices (papers.md 5.1 lists the code's values):
 """
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 
@@ -130,9 +131,10 @@ class Objective(nn.Module):
             out = self.projector[-1].num_features
             self.predictor = head("simsiam_predictor", out, scale=head_scale, out=out)
 
-    def view_pipeline(self, image_size: int, stats) -> augment.MultiView:
-        """The two views this objective trains on (SimCLR strength 1, SimSiam strength 0.5)."""
-        return augment.views_for(self.kind, image_size, *stats)
+    def view_pipeline(self, image_size: int, stats, crop_scale: tuple[float, float] = (0.08, 1.0)) -> augment.MultiView:
+        """The two views this objective trains on (SimCLR strength 1, SimSiam strength 0.5), crops of
+        ``crop_scale`` of the image area."""
+        return augment.views_for(self.kind, image_size, *stats, scale=tuple(crop_scale))
 
     def forward(self, h1: Tensor, h2: Tensor) -> ObjectiveOutput:
         z1, z2 = self.projector(h1), self.projector(h2)
@@ -154,6 +156,18 @@ def _check_options(kl_reduction: str, kd_temperature: float, lambdas: dict[str, 
             raise ValueError(f"{name} must be >= 0, got {value}")
 
 
+def _batch_of(images: Tensor, generator: torch.Generator | None) -> Batch:
+    return Batch(images, torch.zeros(len(images), dtype=torch.long, device=images.device), generator)
+
+
+def _as_in_training(method: Method, run):
+    """``run(copy)`` on a throw-away copy of ``method`` in train mode: BatchNorm normalises with the batch's own
+    statistics, as in the loss, and the method's running statistics stay untouched. (In eval mode a freshly
+    initialised network maps every image to nearly the same projection, so P would look uniform.)"""
+    twin = copy.deepcopy(method).train()
+    return run(twin)
+
+
 class DoGo(Method):
     """Two models, one step: model 1 (``backbone``, the small one, what evaluation uses) and model 2 (``peer``).
 
@@ -161,10 +175,12 @@ class DoGo(Method):
         backbone: model 1, a Backbone. peer: model 2, a Backbone or a name (``"small_convnet64"``, ``"resnet50"``);
             ``None`` picks :func:`default_peer` (twice as wide, or ResNet-50).
         objective, peer_objective: "simclr" (default) or "simsiam" for model 1 and model 2 (peer default: same).
-        lambda1, lambda2: KL weights of model 1 and model 2 (>= 0; 0 switches that direction off).
+        lambda1, lambda2: KL weights of model 1 and model 2, >= 0 (defaults 100/256 and 1/256: the code's per-row
+            weights at batch 256, see the module docstring; 0 switches that direction off).
         kl_reduction: "batchmean" (per-row KL averaged over rows) or "mean" (also divided by B, the code).
         kd_temperature: tau of the similarity distributions (0.1). temperature: NT-Xent tau (0.5).
         head_scale: width factor of the heads. image_size, stats: the view pipelines' size and normalisation.
+        crop_scale: RandomResizedCrop's area range (the code: 0.08-1; the cpu preset: 0.2-1, faster on short runs).
 
     ``step`` returns loss (L_1 + L_2), loss1, loss2, ssl1, ssl2, kl1, kl2. The parts keep their graph, so
     ``torch.autograd.grad(out["loss1"], ...)`` works; the fit loop logs them detached.
@@ -173,7 +189,8 @@ class DoGo(Method):
     def __init__(self, backbone: Backbone, peer: Backbone | str | None = None, objective: str = "simclr",
                  peer_objective: str | None = None, lambda1: float = 100 / 256, lambda2: float = 1 / 256,
                  kl_reduction: str = "batchmean", kd_temperature: float = 0.1, temperature: float = 0.5,
-                 head_scale: float = 1.0, image_size: int = 32, stats=augment.IMAGENET_STATS):
+                 head_scale: float = 1.0, image_size: int = 32, stats=augment.IMAGENET_STATS,
+                 crop_scale: tuple[float, float] = (0.08, 1.0)):
         super().__init__(backbone, image_size, stats)
         _check_options(kl_reduction, kd_temperature, {"lambda1": lambda1, "lambda2": lambda2})
         if isinstance(peer, str):
@@ -191,7 +208,8 @@ class DoGo(Method):
         self.lambda1, self.lambda2 = float(lambda1), float(lambda2)
         self.kl_reduction, self.kd_temperature = kl_reduction, kd_temperature
         # Each model gets its own two views: 4 views of every image, drawn one after the other from one generator.
-        self.views = augment.MultiView([v for o in self.objectives for v in o.view_pipeline(image_size, stats).views])
+        self.views = augment.MultiView([v for o in self.objectives
+                                        for v in o.view_pipeline(image_size, stats, crop_scale).views])
 
     @property
     def backbones(self) -> tuple[Backbone, Backbone]:
@@ -223,13 +241,9 @@ class DoGo(Method):
 
     @torch.no_grad()
     def similarity_distributions(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """P_1 and P_2 (each (B, B), rows sum to 1) of a uint8 batch, in eval mode (BN running statistics)."""
-        was_training = self.training
-        self.eval()
-        try:
-            out1, out2 = self.encode(self.make_views(Batch(images, torch.zeros(len(images)), generator)))
-        finally:
-            self.train(was_training)
+        """P_1 and P_2 (each (B, B), rows sum to 1) of a uint8 batch, as the loss sees them (see
+        :func:`_as_in_training`)."""
+        out1, out2 = _as_in_training(self, lambda m: m.encode(m.make_views(_batch_of(images, generator))))
         tau = self.kd_temperature
         return {"model 1": losses.similarity_distribution(*out1.outputs, tau),
                 "model 2": losses.similarity_distribution(*out2.outputs, tau)}
@@ -242,13 +256,13 @@ class DoGoBaseline(Method):
 
     def __init__(self, backbone: Backbone, objective: str = "simclr", temperature: float = 0.5,
                  head_scale: float = 1.0, kd_temperature: float = 0.1, image_size: int = 32,
-                 stats=augment.IMAGENET_STATS):
+                 stats=augment.IMAGENET_STATS, crop_scale: tuple[float, float] = (0.08, 1.0)):
         super().__init__(backbone, image_size, stats)
         if kd_temperature <= 0:
             raise ValueError(f"kd_temperature must be > 0, got {kd_temperature}")
         self.objective = Objective(objective, backbone.feature_dim, head_scale, temperature)
         self.kd_temperature = kd_temperature
-        self.views = self.objective.view_pipeline(image_size, stats)
+        self.views = self.objective.view_pipeline(image_size, stats, crop_scale)
 
     def step(self, batch: Batch) -> dict[str, Tensor]:
         v1, v2 = self.make_views(batch)
@@ -257,14 +271,12 @@ class DoGoBaseline(Method):
 
     @torch.no_grad()
     def similarity_distributions(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """{"model": P} (B, B) of a uint8 batch, in eval mode."""
-        was_training = self.training
-        self.eval()
-        try:
-            v1, v2 = self.make_views(Batch(images, torch.zeros(len(images)), generator))
-            out = self.objective(self.backbone(v1), self.backbone(v2))
-        finally:
-            self.train(was_training)
+        """{"model": P} (B, B) of a uint8 batch, as the loss sees it (see :func:`_as_in_training`)."""
+        def run(m):
+            v1, v2 = m.make_views(_batch_of(images, generator))
+            return m.objective(m.backbone(v1), m.backbone(v2))
+
+        out = _as_in_training(self, run)
         return {"model": losses.similarity_distribution(*out.outputs, self.kd_temperature)}
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import pandas as pd
@@ -203,7 +203,7 @@ class BestEpoch:
 
     def __call__(self, state) -> dict[str, float]:
         pred = predict_labels(state.method, self.data.images, self.transform, state.device)
-        acc = float((pred == self.data.labels.cpu()).float().mean())
+        acc = (pred == self.data.labels.cpu()).sum().item() / len(pred)  # float64, as classification_metrics
         if self.keep and acc > self.best_acc:
             self.best_acc, self.best_epoch = acc, state.epoch
             self.best_state = {k: v.detach().clone() for k, v in state.method.state_dict().items()}
@@ -239,7 +239,6 @@ class VariantResult:
     select_on: str
     seconds: float
     pretrain_history: pd.DataFrame | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def data_stats(dataset: str, settings: dict):
@@ -336,7 +335,8 @@ def run_variant(variant: str, data: Splits, settings: dict, *, dataset: str | No
     method = build_method(variant, backbone, data.num_classes, settings, stats, **options)
     pretrain_history = None
     if variant == "rt":
-        pretrain_history = _fit(method, data.train, settings, "pretrain_", seed, device, (), progress, batch_size).epochs
+        pretrain = _fit(method, data.train, settings, "pretrain_", seed, device, (), progress, batch_size)
+        pretrain_history = pretrain.epochs
         method, best, history = fine_tune(backbone, data.train, selection, data.num_classes, settings, stats=stats,
                                           seed=seed, device=device, callbacks=watchers, progress=progress,
                                           batch_size=batch_size)
@@ -369,7 +369,8 @@ def fraction_sweep(data: Splits, settings: dict, fractions: Sequence[float] = (0
             if fraction == 1.0 and full is not None and variant in full:
                 result = full[variant]
             else:
-                sub = data.train.subset(labelled_fraction(data.train.labels, fraction, seed)) if fraction < 1 else data.train
+                keep = labelled_fraction(data.train.labels, fraction, seed) if fraction < 1 else None
+                sub = data.train if keep is None else data.train.subset(keep)
                 batch = max(16, min(settings["batch_size"], round(settings["batch_size"] * fraction)))
                 result = run_variant(variant, Splits(sub, data.val, data.test), settings, seed=seed,
                                      batch_size=min(batch, len(sub)), **kwargs)

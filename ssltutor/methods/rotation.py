@@ -151,9 +151,11 @@ def rotation_class(base: type[Method]) -> type[Method]:
     if issubclass(base, (RotationAuxiliary, RotNet)):
         raise ValueError(f"{base.__name__} already predicts rotations")
     if base not in _ROTATION_CLASSES:
+        name = f"{base.__name__}Rotation"
         doc = f"{base.__name__} + EffSSL's rotation prediction (:class:`RotationAuxiliary`)."
-        _ROTATION_CLASSES[base] = type(f"{base.__name__}Rotation", (RotationAuxiliary, base),
-                                       {"__doc__": doc, "__module__": __name__})
+        cls = type(name, (RotationAuxiliary, base), {"__doc__": doc, "__module__": __name__, "__qualname__": name})
+        globals().setdefault(name, cls)  # importable by name, so that pickle finds it
+        _ROTATION_CLASSES[base] = cls
     return _ROTATION_CLASSES[base]
 
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from .. import losses
 from ..data import augment
+from ..distributed import gather_with_grad
 from ..models import head
 from .base import Batch, Method, cosine_momentum, ema_update, frozen_copy
 
@@ -65,6 +66,7 @@ class SimCLR(SSLMethod):
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.make_views(batch)[:2]
         (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        z1, z2 = gather_with_grad(z1), gather_with_grad(z2)  # the whole (global) batch as negatives
         loss = losses.nt_xent(z1, z2, self.temperature, normalize=self.normalize)
         return {"loss": loss, "z_std": _embedding_std(z1)}
 
@@ -139,11 +141,12 @@ class MoCoV2Plus(_MomentumMethod):
         (_, q1), (_, q2) = self.embed(v1), self.embed(v2)
         k1, k2 = self.target_embed(v1), self.target_embed(v2)
         k1, k2 = F.normalize(k1.float(), dim=1), F.normalize(k2.float(), dim=1)
+        keys = torch.stack([gather_with_grad(k1), gather_with_grad(k2)])  # every rank's keys join the queue
         # Only real keys serve as negatives: random initial queue entries push a small embedding into collapse.
         filled = int(self.queue_filled)
-        queue = self.queue[:, :filled].clone() if filled else torch.stack([k1, k2]).detach()
+        queue = self.queue[:, :filled].clone() if filled else keys.detach()
         loss = (losses.info_nce(q1, k2, queue[1], self.temperature) + losses.info_nce(q2, k1, queue[0], self.temperature)) / 2
-        self._pending = torch.stack([k1, k2])
+        self._pending = keys
         return {"loss": loss, "z_std": _embedding_std(q1)}
 
     @torch.no_grad()
@@ -194,6 +197,7 @@ class BarlowTwins(SSLMethod):
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.make_views(batch)[:2]
         (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        z1, z2 = gather_with_grad(z1), gather_with_grad(z2)  # cross-correlation over the global batch
         loss = losses.barlow_twins(z1, z2, lambda_offdiag=self.lambda_offdiag, scale=self.scale)
         return {"loss": loss, "z_std": _embedding_std(z1)}
 
@@ -212,6 +216,7 @@ class VICReg(SSLMethod):
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.make_views(batch)[:2]
         (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        z1, z2 = gather_with_grad(z1), gather_with_grad(z2)  # variance and covariance over the global batch
         terms = losses.vicreg_terms(z1, z2)
         w = self.weights
         loss = w["sim_weight"] * terms["invariance"] + w["var_weight"] * terms["variance"] + w["cov_weight"] * terms["covariance"]
@@ -255,6 +260,7 @@ class SwAV(SSLMethod):
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
         v1, v2 = self.make_views(batch)[:2]
         (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        z1, z2 = gather_with_grad(z1), gather_with_grad(z2)  # Sinkhorn's equipartition over the global batch
         frozen = self.epoch < self.freeze_prototypes_epochs
         protos = self.prototypes.weight.detach() if frozen else None
         s1, s2 = self.scores(z1, protos), self.scores(z2, protos)

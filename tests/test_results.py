@@ -1,0 +1,74 @@
+"""The results chapter's tables and figures, on a small hand-made results table (values chosen to check the maths)."""
+from __future__ import annotations
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from ssltutor.results import (
+    comparison,
+    is_percent,
+    load_paper_numbers,
+    load_results,
+    paper_sources,
+    plot_notebook,
+    plot_overview,
+    summarize,
+)
+from ssltutor.runs import RESULT_COLUMNS, ROOT
+
+matplotlib.use("Agg")
+NB = "02_functional_knowledge_transfer"
+
+
+@pytest.fixture
+def results():
+    rows = []
+    for seed, (rt, fkt) in enumerate([(0.50, 0.60), (0.52, 0.64), (0.54, 0.68)]):
+        for variant, value in (("rt", rt), ("fkt", fkt), ("rt@0.1", 0.3)):
+            rows.append({"notebook": NB, "dataset": "cifar10", "preset": "cpu", "seed": seed, "options": "",
+                         "variant": variant, "metric": "accuracy", "value": value, "duration_s": 60.0 * (seed + 1)})
+    return pd.DataFrame(rows).reindex(columns=RESULT_COLUMNS)
+
+
+def test_summary_is_mean_and_sample_std_over_seeds(results):
+    summary = summarize(results)
+    fkt = summary[summary.variant == "fkt"].iloc[0]
+    assert fkt["mean"] == pytest.approx(0.64) and fkt["std"] == pytest.approx(0.04) and fkt["seeds"] == 3
+    assert fkt["duration_s"] == pytest.approx(120.0)
+    single = summarize(results[results.seed == 0])
+    assert (single["std"] == 0).all(), "one seed: std 0, not NaN"
+
+
+def test_comparison_puts_the_paper_number_beside_ours(results):
+    paper = load_paper_numbers(ROOT / "results" / "paper_numbers.csv")
+    table = comparison(summarize(results), paper, NB, metrics=["accuracy"], variants=["rt", "fkt"])
+    assert table.loc[("cifar10", "fkt"), "accuracy"] == "64.0 ± 4.0"
+    assert table.loc[("cifar10", "fkt"), "accuracy (paper)"] == "93.6 ± 0.1"
+    assert table.loc[("cifar10", "rt"), "seeds"] == 3
+    assert ("intel_image", "fkt") in table.index, "datasets only the paper reports keep their rows"
+    assert "rt@0.1" not in table.index.get_level_values("variant")
+    empty = comparison(summarize(results), paper, "04_nothing_yet")
+    assert list(empty.columns) == ["note"]
+
+
+def test_paper_numbers_file_is_complete():
+    paper = load_paper_numbers(ROOT / "results" / "paper_numbers.csv")
+    assert not paper.empty and paper["value"].between(0, 1).all(), "paper numbers are fractions, like ours"
+    assert paper[["notebook", "dataset", "variant", "metric"]].duplicated().sum() == 0
+    assert set(paper_sources(paper)["paper"]) == set(paper["paper"])
+
+
+def test_figures_with_and_without_runs(results, tmp_path):
+    paper = load_paper_numbers(ROOT / "results" / "paper_numbers.csv")
+    summary = summarize(results)
+    fig = plot_notebook(summary, paper, NB, ["accuracy"], ["rt", "fkt"])
+    assert fig.axes[0].get_legend() is not None and "%" in fig.axes[0].get_ylabel()
+    assert plot_notebook(summary.iloc[0:0], paper, NB) is not None, "no runs: the paper's numbers alone"
+    assert plot_notebook(summary, paper, "04_nothing_yet") is None
+    assert len(plot_overview(summary, {NB: {"metrics": ["accuracy"], "variants": None}}).axes) == 1
+    assert is_percent("linear_noise_40") and not is_percent("forgetting")
+
+
+def test_load_results_without_a_file_is_empty(tmp_path):
+    assert load_results(tmp_path).empty and list(load_results(tmp_path).columns) == RESULT_COLUMNS

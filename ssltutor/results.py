@@ -7,6 +7,7 @@ numbers the papers report (``results/paper_numbers.csv``).
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 
@@ -73,23 +74,23 @@ def _pm(mean: float, std: float, percent: bool) -> str:
 
 def is_percent(metric: str) -> bool:
     """Metrics shown in percent (accuracy-like fractions); others (kappa, forgetting, seconds, ...) as they are."""
-    return any(k in metric for k in ("accuracy", "precision", "recall", "f1", "linear", "knn"))
+    return any(k in metric for k in ("acc", "precision", "recall", "f1", "linear", "knn", "probe"))
 
 
 def select(frame: pd.DataFrame, notebook: str, metrics: list[str] | None = None,
            variants: list[str] | None = None) -> pd.DataFrame:
-    """Rows of ``notebook`` with the given metrics and variants (in that order); by default every metric and every
-    variant except sweeps (names with ``@``, e.g. ``rt@0.1``)."""
+    """Rows of ``notebook`` with the given metrics and variants; variants are names or shell patterns
+    (``"simclr*"``, ``"*"``), rows ordered by the first pattern they match. By default every metric and every
+    variant except sweeps and checkpoints (names with ``@``, e.g. ``rt@0.1``)."""
     rows = frame[frame["notebook"] == notebook]
     if metrics is not None:
         rows = rows[rows["metric"].isin(metrics)]
-    if variants is not None:
-        rows = rows[rows["variant"].isin(variants)]
-        rows = rows.assign(_order=rows["variant"].map({v: i for i, v in enumerate(variants)}))
-        rows = rows.sort_values("_order", kind="stable").drop(columns="_order")
-    else:
-        rows = rows[~rows["variant"].astype(str).str.contains("@")]
-    return rows
+    if variants is None:
+        return rows[~rows["variant"].astype(str).str.contains("@")]
+    rank = rows["variant"].astype(str).map(
+        lambda v: next((i for i, pattern in enumerate(variants) if fnmatch.fnmatchcase(v, pattern)), None))
+    rows = rows.assign(_rank=rank).dropna(subset=["_rank"])
+    return rows.sort_values("_rank", kind="stable").drop(columns="_rank")
 
 
 def comparison(summary: pd.DataFrame, paper: pd.DataFrame, notebook: str, metrics: list[str] | None = None,
@@ -106,7 +107,7 @@ def comparison(summary: pd.DataFrame, paper: pd.DataFrame, notebook: str, metric
     index = ["dataset", "variant"]
     if ours["preset"].nunique() > 1:
         index.insert(1, "preset")
-    if ours["options"].nunique() > 1:
+    if ours.groupby(["dataset", "variant"])["options"].nunique().gt(1).any():  # runs differ by more than dataset
         index.insert(-1, "options")
     ours["text"] = [_pm(m, s, is_percent(k)) for m, s, k in zip(ours["mean"], ours["std"], ours["metric"])]
     theirs["text"] = [_pm(m, s, is_percent(k)) for m, s, k in zip(theirs["value"], theirs["std"], theirs["metric"])]

@@ -62,7 +62,8 @@ def resolve_notebook(name: str | os.PathLike, directory: Path = NOTEBOOKS) -> Pa
     path = Path(name)
     if path.suffix == ".ipynb" and path.is_file():
         return path.resolve()
-    candidates = [p for p in notebook_paths(directory) if p.stem == str(name) or p.stem.startswith(str(name))]
+    stem = path.stem if path.suffix == ".ipynb" else str(name)
+    candidates = [p for p in notebook_paths(directory) if p.stem == stem or p.stem.startswith(stem)]
     if len(candidates) == 1:
         return candidates[0]
     known = ", ".join(p.stem for p in notebook_paths(directory)) or "none"
@@ -242,7 +243,10 @@ def run_job(job: Job, progress_bar: bool = False) -> JobResult:
     try:
         papermill.execute_notebook(str(job.notebook), str(output), parameters=job.parameters,
                                    cwd=str(job.notebook.parent), kernel_name=job.kernel_name,
-                                   progress_bar=progress_bar, log_output=False)
+                                   progress_bar=progress_bar, log_output=False,
+                                   # the kernel's own log (not cell output): its start-up warnings would garble
+                                   # the progress bar; its errors still show
+                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])
         if job.expect_metrics and not job.done:
             result.status, result.error = "failed", "the notebook finished without writing metrics.json"
     except PapermillExecutionError as err:

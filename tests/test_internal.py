@@ -23,8 +23,8 @@ from ssltutor.train import fit
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """These width-8 nets are too small to gain from a second thread, and on a shared machine two threads spin-wait
-    (10x the CPU time measured here): run this module single-threaded and restore the setting afterwards."""
+    """These width-8 nets are too small to gain from a second thread (on a shared machine a second thread cost 10x
+    the CPU time here before OMP_WAIT_POLICY=PASSIVE): run this module single-threaded, restore the setting after."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

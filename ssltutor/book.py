@@ -115,6 +115,7 @@ def ensure_mathjax(static_dir: Path | None = None, cache_dir: Path | None = None
         cache.mkdir(parents=True, exist_ok=True)
         tarball.write_bytes(data)
     prefix = "package/es5/"
+    target.parent.mkdir(parents=True, exist_ok=True)  # book/_static is not in git when it holds only MathJax
     tmp = Path(tempfile.mkdtemp(prefix="mathjax-", dir=target.parent))
     with tarfile.open(tarball) as archive:
         for member in archive.getmembers():

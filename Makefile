@@ -23,8 +23,10 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
+# Two notebooks at a time, one thread each: on 2 cores this beats one 2-thread kernel, whose threads wait on each
+# other at every op (measured: a 2-thread kernel stalled for minutes in 01's training cell on a shared machine).
 book: install
-	$(VENV)/bin/ssltutor book
+	$(VENV)/bin/ssltutor book --workers 2
 
 # A local MathJax 3 for the book (npm registry tarball, sha512-pinned); `ssltutor book` also does this when missing.
 mathjax: install

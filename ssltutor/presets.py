@@ -197,8 +197,9 @@ PAPER_PRESETS["foundations"] = {
     # ours: 9 runs in ~60-90 s on 2 cores on digits: width 8, batch 64, 6 epochs (126 steps) of the shared Adam 1e-3
     # (2e-3 did worse; SGD at 0.05 barely moves NT-Xent in 100 steps); probe on 10 % of the labels because
     # random-init features already reach ~90 % kNN on digits with all labels; digits at 16 px (8 x 8 at the source:
-    # no detail lost, 1/4 of the cost of 32 px) with 50-100 % crops (measured on digits, probe at 10 %: with 8-100 %
-    # or 30-100 % crops most methods stayed at or below the random-init network, with 50-100 % they rose above it)
+    # no detail lost, 1/4 of the cost of 32 px) with 50-100 % crops (measured on digits, short Adam runs: with 8-100 %
+    # crops most methods ended below the random-init network on the probe, with 30-100 % 0-7 points above it, with
+    # 50-100 % 5-10 points above it)
     "cpu": dict(width=8, batch_size=64, epochs=6, label_fraction=0.1, embedding_method="tsne",
                 method_options=_FOUNDATIONS_OPTIONS,
                 dataset_overrides=dict(digits=dict(image_size=16, crop_scale=(0.5, 1.0)))),

@@ -12,7 +12,11 @@ import torch  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-SHARED_DATA = Path(os.environ.get("SSLTUTOR_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+# $SSLTUTOR_TEST_DATA, else ../shared/data beside the checkout, else the workplace's /work/shared/data (a clone made
+# elsewhere, e.g. by CI in a temp folder, still finds the subsets).
+_CANDIDATES = [Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")]
+SHARED_DATA = Path(os.environ["SSLTUTOR_TEST_DATA"]) if "SSLTUTOR_TEST_DATA" in os.environ else next(
+    (p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0])
 
 
 @pytest.fixture(scope="session")

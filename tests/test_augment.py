@@ -355,3 +355,15 @@ def test_every_op_runs_in_bfloat16():
 def test_bad_arguments_raise_value_error_naming_them(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_views_with_blur_work_under_bf16_autocast():
+    """fit runs method.step (and so the views) under autocast: the batched blur's conv returns bf16 there."""
+    import torch
+    from ssltutor.data import augment
+
+    views = augment.simclr_views(32, *augment.IMAGENET_STATS, blur_p=1.0)
+    x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = views(x, torch.Generator().manual_seed(0))
+    assert all(v.shape == (8, 3, 32, 32) and torch.isfinite(v.float()).all() for v in out)

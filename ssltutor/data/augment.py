@@ -126,7 +126,7 @@ def _update_rows_(x: torch.Tensor, mask: torch.Tensor, fn) -> torch.Tensor:
     Indexing, not ``torch.where``: on CPU a where over the whole batch costs ~10x a copy of the selected rows."""
     rows = _rows(mask.to(x.device))
     if rows.numel():
-        x[rows] = fn(x[rows])
+        x[rows] = fn(x[rows]).to(x.dtype)  # under autocast a conv (blur) returns bf16
     return x
 
 

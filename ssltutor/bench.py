@@ -196,13 +196,35 @@ def _run_augment(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 
 
+def training_step(method, images: torch.Tensor, labels: torch.Tensor, precision: str = "fp32", device="cpu",
+                  seed: int = 0):
+    """One full training step of ``method`` on a fixed batch (views, forward, backward, SGD update, EMA/queue
+    hook), as a closure the timers call repeatedly."""
+    from .methods import Batch
+    from .train import make_optimizer
+
+    device = torch.device(device)
+    generator = torch.Generator(device).manual_seed(seed)
+    opt = make_optimizer(method.parameter_groups(0.0), "sgd", lr=1e-3)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    method.train()
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = method.step(Batch(images, labels, generator))["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        method.on_step_end(0.5)
+
+    return step
+
+
 def time_train_step(method, batch_size: int = 128, size: int = 32, precision: str = "fp32",
                     channels_last: bool = False, device="cpu", repeats: int = 5, warmup: int = 2,
                     num_classes: int = 10) -> float:
     """Images/s of one full training step (augmentation, forward, backward, SGD update, EMA/queue hook) of
     ``method`` on a uint8 batch resident on ``device``; median of ``repeats`` timed steps after ``warmup``."""
-    from .methods import Batch
-
     device = torch.device(device)
     method.to(device).train()
     if channels_last:
@@ -210,19 +232,12 @@ def time_train_step(method, batch_size: int = 128, size: int = 32, precision: st
         method.memory_format = torch.channels_last
     images = _random_images(batch_size, size).to(device)
     labels = torch.arange(batch_size, device=device) % num_classes
-    generator = torch.Generator(device).manual_seed(0)
-    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    step = training_step(method, images, labels, precision, device)
     times = []
     for i in range(warmup + repeats):
         _synchronize(device)
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = method.step(Batch(images, labels, generator))["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        method.on_step_end(0.5)
+        step()
         _synchronize(device)
         if i >= warmup:
             times.append(time.perf_counter() - start)

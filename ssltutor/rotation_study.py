@@ -21,10 +21,10 @@ import torch
 
 from .data import ImageDataset, labelled_fraction
 from .evaluate import KNNMonitor, knn_accuracy, linear_probe
-from .methods import Batch, Method, create
+from .methods import Method, create
 from .methods.rotation import rotation_logits
 from .models import create_backbone
-from .train import FitState, fit, make_optimizer, resolve_device
+from .train import FitState, fit, resolve_device
 
 __all__ = ["variant_name", "build_method", "step_time_ratio", "TimedKNNMonitor", "random_init_knn", "run_variant",
            "Study", "run_study", "rotation_accuracy_per_class", "summarize"]
@@ -59,22 +59,11 @@ def build_method(base: str, rotation: bool, settings: dict, dataset: str | None 
 # ------------------------------------------------------------------------------------------------------------------
 def _training_step(method: Method, images: torch.Tensor, precision: str, seed: int,
                    device: torch.device) -> Callable[[], None]:
-    """One full training step of ``method`` on ``images`` (views, forward, backward, SGD, EMA/queue), as a closure."""
-    generator = torch.Generator(device).manual_seed(seed)
-    opt = make_optimizer(method.parameter_groups(0.0), "sgd", lr=0.01)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    """One full training step of ``method`` on ``images`` (the benchmark's :func:`ssltutor.bench.training_step`)."""
+    from .bench import training_step
+
     labels = torch.zeros(len(images), dtype=torch.long, device=device)
-    method.train()
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = method.step(Batch(images, labels, generator))["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        method.on_step_end(0.5)
-
-    return step
+    return training_step(method, images, labels, precision, device, seed)
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}

@@ -119,7 +119,15 @@ def images_per_cpu_second(batch_size: int = 512, size: int = 32, rounds: int = 3
     """Images per CPU-second (one thread, ``time.process_time``) of the per-sample and the batched pipeline.
     Unlike wall-clock rates this hardly moves when other jobs share the machine. On an idle machine a DataLoader
     with W workers reaches at most W times the per-sample figure."""
+    saved_threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        return _images_per_cpu_second(batch_size, size, rounds)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _images_per_cpu_second(batch_size: int, size: int, rounds: int) -> dict:
     images = _random_images(batch_size, size)
     per_sample = torchvision_simclr_transform(size, *augment.STATS["cifar10"])
     views = augment.simclr_views(size, *augment.STATS["cifar10"])
@@ -155,19 +163,22 @@ def bench_augment(device=None, batch_size: int = 512, size: int = 32, repeats: i
     thread (see :func:`images_per_cpu_second`)}. The batched side runs first, so the DataLoader's workers are
     gone by then.
     ``threads``: intra-op threads of the batched side (2 on a 2-core machine; on a machine shared with other jobs,
-    1 avoids stalls where every op waits for a descheduled second thread)."""
+    1 avoids stalls where every op waits for a descheduled second thread); the caller's thread count is restored."""
+    saved_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    devices = [torch.device(device)] if device is not None else [torch.device("cpu")]
-    if device is None and torch.cuda.is_available():
-        devices.append(torch.device("cuda"))
-    result = {dev.type: batched_images_per_second(dev, batch_size, size, repeats, rounds) for dev in devices}
-    result["loader"] = loader_images_per_second(batch_size, size, workers=workers, rounds=rounds)
-    for dev in devices:
-        result[f"speedup_{dev.type}"] = result[dev.type] / result["loader"]
-    cpu = images_per_cpu_second(batch_size, size, rounds)
-    result["cpu_time_per_sample"], result["cpu_time_batched"] = cpu["per_sample"], cpu["batched"]
-    torch.set_num_threads(threads)
-    return result
+    try:
+        devices = [torch.device(device)] if device is not None else [torch.device("cpu")]
+        if device is None and torch.cuda.is_available():
+            devices.append(torch.device("cuda"))
+        result = {dev.type: batched_images_per_second(dev, batch_size, size, repeats, rounds) for dev in devices}
+        result["loader"] = loader_images_per_second(batch_size, size, workers=workers, rounds=rounds)
+        for dev in devices:
+            result[f"speedup_{dev.type}"] = result[dev.type] / result["loader"]
+        cpu = images_per_cpu_second(batch_size, size, rounds)
+        result["cpu_time_per_sample"], result["cpu_time_batched"] = cpu["per_sample"], cpu["batched"]
+        return result
+    finally:
+        torch.set_num_threads(saved_threads)  # the caller's setting, whatever the bench needed
 
 
 def _run_augment(args: argparse.Namespace) -> None:

@@ -92,7 +92,7 @@ def plot_history(
         keys: columns to plot; missing columns are skipped (e.g. a metric only some runs log).
         x: ``"epoch"`` (several rows per epoch are averaged) or ``"step"``.
         ax: draw every key into this axes instead of one panel per key.
-        title: figure title.
+        title: figure title (with ``ax``: that axes' title).
         smooth: rolling-mean window over rows when ``x`` has one row per value; default ``rows // 50``; the raw
             curve is drawn faintly behind a smoothed one.
     """
@@ -123,7 +123,9 @@ def plot_history(
         panel.grid(alpha=0.3)
         if panel.get_legend_handles_labels()[1]:
             panel.legend(fontsize="small")
-    if title:
+    if title and ax is not None:
+        ax.set_title(title)  # the caller's panel, not the whole figure it shares with other panels
+    elif title:
         fig.suptitle(title)
     return fig
 

@@ -28,3 +28,13 @@ def test_time_train_step_runs_the_hooks():
 def test_gpu_check_refuses_without_cuda():
     with pytest.raises(SystemExit, match="needs a CUDA GPU"):
         bench.main(["gpu"])
+
+
+def test_augment_bench_reports_rates_and_restores_the_thread_count():
+    before = torch.get_num_threads()
+    result = bench.bench_augment("cpu", batch_size=8, size=16, repeats=1, workers=0, rounds=1,
+                                  threads=before % 2 + 1)  # differs from the caller's count
+    assert torch.get_num_threads() == before
+    assert {"cpu", "loader", "speedup_cpu", "cpu_time_per_sample", "cpu_time_batched"} <= set(result)
+    assert all(result[k] > 0 for k in ("cpu", "loader", "cpu_time_per_sample", "cpu_time_batched"))
+    assert result["speedup_cpu"] == pytest.approx(result["cpu"] / result["loader"])

@@ -60,6 +60,13 @@ def test_plot_history_steps_smoothed_and_runs_compared():
     assert labels == ["simclr loss", "byol loss", "simclr lr", "byol lr"]
 
 
+def test_plot_history_title_goes_on_the_given_axes():
+    fig, (left, right) = plt.subplots(1, 2)
+    plots.plot_history(_history(), keys=("loss",), ax=right, title="SimCLR")
+    assert right.get_title() == "SimCLR" and left.get_title() == ""
+    assert fig._suptitle is None  # the figure's other panels keep their own titles
+
+
 def test_plot_confusion_matrix():
     cm = np.array([[8, 2, 0], [1, 9, 0], [0, 5, 5]])
     fig = plots.plot_confusion_matrix(cm, ["cat", "dog", "frog"])

@@ -315,16 +315,12 @@ def predict_labels(method: Method, images: torch.Tensor, mode: str | None = None
     return torch.cat(out)
 
 
-def _time_step(method: Method, batch: Batch, optimizer, autocast_dtype, device: torch.device) -> float:
-    """Seconds of one training step: views, forward, backward, SGD update."""
+def _seconds(step, device: torch.device) -> float:
+    """Wall seconds of one call of the training-step closure ``step`` (CUDA synchronised on both sides)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
-    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-        loss = method.step(batch)["loss"]
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - start
@@ -335,8 +331,8 @@ def step_times(stage: int | None = None, num_groups: int = 4, backbone: str | Ba
                width: int = 32, channels_last: bool = False, device=None, num_classes: int = 10, warmup: int = 2,
                **options) -> dict:
     """Seconds per training step of the supervised baseline and of :class:`InternalPretext` (discard after
-    ``stage``, ``num_groups`` = M) with the same backbone weights and batch; the step is views, forward,
-    backward and the SGD update.
+    ``stage``, ``num_groups`` = M) with the same backbone weights and batch; the step is
+    :func:`ssltutor.bench.training_step` (views, forward, backward, SGD update, end-of-step hook).
 
     backbone: a name (``width`` applies to ``small_convnet``) or a Backbone (copied). The two methods are timed
     alternately, ``repeats`` steps each after ``warmup``, and each keeps its fastest step (timeit's rule: on a
@@ -344,6 +340,7 @@ def step_times(stage: int | None = None, num_groups: int = 4, backbone: str | Ba
     ``rotation=True``, ``include_identity=True``). Returns {"supervised_s", "internal_s", "ratio"}.
     """
     from .supervised import Supervised  # the baseline; imported here so that the module graph stays one-way
+    from ..bench import training_step  # the one step closure every step timer uses
     from ..train import resolve_device
 
     _choice("precision", precision, ("fp32", "bf16", "fp16"))
@@ -360,19 +357,18 @@ def step_times(stage: int | None = None, num_groups: int = 4, backbone: str | Ba
     generator = torch.Generator(device).manual_seed(0)
     images = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8, generator=generator,
                            device=device)
-    batch = Batch(images, torch.arange(batch_size, device=device) % num_classes, generator)
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    optimizers = {}
+    labels = torch.arange(batch_size, device=device) % num_classes
+    steps = {}
     for name, m in methods.items():
         m.to(device).train()
         if channels_last:
             m.to(memory_format=torch.channels_last)
             m.memory_format = torch.channels_last
-        optimizers[name] = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9)
+        steps[name] = training_step(m, images, labels, precision, device)
     best = {name: float("inf") for name in methods}
     for i in range(warmup + repeats):
-        for name, m in methods.items():
-            seconds = _time_step(m, batch, optimizers[name], autocast_dtype, device)
+        for name, step in steps.items():
+            seconds = _seconds(step, device)
             if i >= warmup:
                 best[name] = min(best[name], seconds)
     return {"supervised_s": best["supervised"], "internal_s": best["internal"],

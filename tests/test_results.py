@@ -72,3 +72,25 @@ def test_figures_with_and_without_runs(results, tmp_path):
 
 def test_load_results_without_a_file_is_empty(tmp_path):
     assert load_results(tmp_path).empty and list(load_results(tmp_path).columns) == RESULT_COLUMNS
+
+
+def test_committed_cpu_results_are_one_full_batch_run():
+    """results/cpu/ (which the results chapter renders) holds the whole notebook x dataset x seed matrix of one real
+    cpu batch run, with the command, date and machine that made it."""
+    import json
+
+    from ssltutor.runs import paper_notebooks
+
+    folder = ROOT / "results" / "cpu"
+    results = load_results(folder)
+    assert not results.empty, "results/cpu/results.csv is missing: run the batch command in its README"
+    runs = results.drop_duplicates("run")
+    assert set(runs["notebook"]) == {p.stem for p in paper_notebooks()}
+    assert set(runs["preset"]) == {"cpu"}
+    cells = runs.groupby(["notebook", "dataset"])["seed"].apply(lambda s: sorted(int(x) for x in s))
+    assert cells.map(lambda seeds: seeds == [0, 1, 2]).all(), cells
+    assert set(runs["dataset"]) == {"intel_image", "cifar10", "aptos2019"}
+    assert results["value"].notna().mean() > 0.95 and (runs["duration_s"] > 0).all()
+    batch = json.loads((folder / "batch.json").read_text())
+    assert batch and all({"command", "date", "machine"} <= set(entry) for entry in batch)
+    assert "ssltutor batch" in batch[0]["command"] and "--preset cpu" in batch[0]["command"]

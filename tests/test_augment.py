@@ -241,6 +241,21 @@ def test_same_seed_gives_same_views_and_other_seeds_differ():
     assert not torch.equal(first[0], first[1])  # the two views draw their own parameters
 
 
+@pytest.mark.parametrize("options", [{}, {"dtype": torch.bfloat16, "memory_format": torch.channels_last}])
+def test_symmetric_views_run_as_one_batch_but_equal_separate_calls(options):
+    """MultiView stacks identical views into one pass over 2B rows; each view must be bitwise what a separate call
+    of the view gives with the generator in the same state (every op on, crop from a larger image)."""
+    config = A.ViewConfig(24, hflip_p=0.5, vflip_p=0.5, rotate90=True, blur_p=0.5, solarize_p=0.5)
+    view = A.ViewTransform(config, MEAN, STD, **options)
+    u = uint8_images(20, 40)
+    g = gen(21)
+    separate = [view(u, g), view(u, g)]
+    fused = A.MultiView([view, A.ViewTransform(config, MEAN, STD, **options)])(u, gen(21))
+    assert all(torch.equal(a, b) and a.stride() == b.stride() for a, b in zip(separate, fused))
+    assert not torch.equal(fused[0], fused[1])
+    assert view.apply(A.to_float(u), view.draw(20, 40, 40, gen(21))).equal(separate[0])
+
+
 @pytest.mark.parametrize("builder", [A.simclr_views, A.byol_views, A.fkt_views])
 def test_pipelines_shapes_dtypes_and_bfloat16(builder):
     u = uint8_images(16, 40)

@@ -13,6 +13,7 @@ of 129 images/s) or ``--threads 1``; the "images per CPU-second" line is printed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from typing import Sequence
@@ -63,6 +64,17 @@ def _random_images(count: int, size: int, seed: int = 0) -> torch.Tensor:
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int):
+    """torch's intra-op thread count set to ``count`` inside the block, the caller's restored after it."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def _best_rate(run_round, rounds: int) -> float:
@@ -119,12 +131,8 @@ def images_per_cpu_second(batch_size: int = 512, size: int = 32, rounds: int = 3
     """Images per CPU-second (one thread, ``time.process_time``) of the per-sample and the batched pipeline.
     Unlike wall-clock rates this hardly moves when other jobs share the machine. On an idle machine a DataLoader
     with W workers reaches at most W times the per-sample figure."""
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with _torch_threads(1):
         return _images_per_cpu_second(batch_size, size, rounds)
-    finally:
-        torch.set_num_threads(saved_threads)
 
 
 def _images_per_cpu_second(batch_size: int, size: int, rounds: int) -> dict:
@@ -164,9 +172,7 @@ def bench_augment(device=None, batch_size: int = 512, size: int = 32, repeats: i
     gone by then.
     ``threads``: intra-op threads of the batched side (2 on a 2-core machine; on a machine shared with other jobs,
     1 avoids stalls where every op waits for a descheduled second thread); the caller's thread count is restored."""
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with _torch_threads(threads):
         devices = [torch.device(device)] if device is not None else [torch.device("cpu")]
         if device is None and torch.cuda.is_available():
             devices.append(torch.device("cuda"))
@@ -177,8 +183,6 @@ def bench_augment(device=None, batch_size: int = 512, size: int = 32, repeats: i
         cpu = images_per_cpu_second(batch_size, size, rounds)
         result["cpu_time_per_sample"], result["cpu_time_batched"] = cpu["per_sample"], cpu["batched"]
         return result
-    finally:
-        torch.set_num_threads(saved_threads)  # the caller's setting, whatever the bench needed
 
 
 def _run_augment(args: argparse.Namespace) -> None:
@@ -231,6 +235,26 @@ def training_step(method, images: torch.Tensor, labels: torch.Tensor, precision:
     return step
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def seconds_per_step(step, device="cpu", repeats: int = 1, clock: str = "wall") -> float:
+    """Mean seconds of ``repeats`` calls of ``step`` (a closure like :func:`training_step`'s), CUDA synchronised
+    before and after. ``clock``: ``"wall"`` (what a user waits) or ``"cpu"`` (process CPU time, steadier when
+    other jobs share the CPU)."""
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    now, device = CLOCKS[clock], torch.device(device)
+    _synchronize(device)
+    start = now()
+    for _ in range(repeats):
+        step()
+    _synchronize(device)
+    return (now() - start) / repeats
+
+
 def time_train_step(method, batch_size: int = 128, size: int = 32, precision: str = "fp32",
                     channels_last: bool = False, device="cpu", repeats: int = 5, warmup: int = 2,
                     num_classes: int = 10) -> float:
@@ -244,14 +268,7 @@ def time_train_step(method, batch_size: int = 128, size: int = 32, precision: st
     images = _random_images(batch_size, size).to(device)
     labels = torch.arange(batch_size, device=device) % num_classes
     step = training_step(method, images, labels, precision, device)
-    times = []
-    for i in range(warmup + repeats):
-        _synchronize(device)
-        start = time.perf_counter()
-        step()
-        _synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+    times = [seconds_per_step(step, device) for _ in range(warmup + repeats)][warmup:]
     return batch_size / sorted(times)[len(times) // 2]
 
 

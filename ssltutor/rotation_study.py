@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
+from .bench import CLOCKS, seconds_per_step, training_step
 from .data import ImageDataset, labelled_fraction
 from .evaluate import KNNMonitor, knn_accuracy, linear_probe
 from .methods import Method, create
@@ -60,25 +61,8 @@ def build_method(base: str, rotation: bool, settings: dict, dataset: str | None 
 def _training_step(method: Method, images: torch.Tensor, precision: str, seed: int,
                    device: torch.device) -> Callable[[], None]:
     """One full training step of ``method`` on ``images`` (the benchmark's :func:`ssltutor.bench.training_step`)."""
-    from .bench import training_step
-
     labels = torch.zeros(len(images), dtype=torch.long, device=device)
     return training_step(method, images, labels, precision, device, seed)
-
-
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
-def _seconds_per_step(step: Callable[[], None], repeats: int, device: torch.device, clock: str = "wall") -> float:
-    now = CLOCKS[clock]
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = now()
-    for _ in range(repeats):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (now() - start) / repeats
 
 
 def step_time_ratio(base_name: str = "simclr", backbone: str = "small_convnet", batch_size: int = 128,
@@ -119,7 +103,7 @@ def step_time_ratio(base_name: str = "simclr", backbone: str = "small_convnet", 
     best = {False: float("inf"), True: float("inf")}
     for _ in range(rounds):
         for rotation, step in steps.items():
-            best[rotation] = min(best[rotation], _seconds_per_step(step, repeats, device, clock))
+            best[rotation] = min(best[rotation], seconds_per_step(step, device, repeats, clock))
     return {"base": base_name, "base_step_s": best[False], "rotation_step_s": best[True],
             "ratio": best[True] / best[False]}
 

@@ -38,3 +38,19 @@ def test_augment_bench_reports_rates_and_restores_the_thread_count():
     assert {"cpu", "loader", "speedup_cpu", "cpu_time_per_sample", "cpu_time_batched"} <= set(result)
     assert all(result[k] > 0 for k in ("cpu", "loader", "cpu_time_per_sample", "cpu_time_batched"))
     assert result["speedup_cpu"] == pytest.approx(result["cpu"] / result["loader"])
+
+
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_seconds_per_step_is_the_mean_over_the_calls(clock):
+    calls = []
+
+    def step():
+        calls.append(1)
+        sum(range(20_000))  # some work, so that either clock moves
+
+    seconds = bench.seconds_per_step(step, "cpu", repeats=3, clock=clock)
+    assert len(calls) == 3 and seconds > 0
+    with pytest.raises(ValueError, match="clock"):
+        bench.seconds_per_step(step, clock="gpu")
+    with pytest.raises(ValueError, match="repeats"):
+        bench.seconds_per_step(step, repeats=0)

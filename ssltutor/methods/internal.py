@@ -25,7 +25,6 @@ copy, zeroing vs rescaling and the inference rule are our choices, all options h
 from __future__ import annotations
 
 import copy
-import time
 
 import torch
 import torch.nn.functional as F
@@ -315,17 +314,6 @@ def predict_labels(method: Method, images: torch.Tensor, mode: str | None = None
     return torch.cat(out)
 
 
-def _seconds(step, device: torch.device) -> float:
-    """Wall seconds of one call of the training-step closure ``step`` (CUDA synchronised on both sides)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
 def step_times(stage: int | None = None, num_groups: int = 4, backbone: str | Backbone = "small_convnet",
                batch_size: int = 128, image_size: int = 32, precision: str = "fp32", repeats: int = 10,
                width: int = 32, channels_last: bool = False, device=None, num_classes: int = 10, warmup: int = 2,
@@ -340,7 +328,7 @@ def step_times(stage: int | None = None, num_groups: int = 4, backbone: str | Ba
     ``rotation=True``, ``include_identity=True``). Returns {"supervised_s", "internal_s", "ratio"}.
     """
     from .supervised import Supervised  # the baseline; imported here so that the module graph stays one-way
-    from ..bench import training_step  # the one step closure every step timer uses
+    from ..bench import seconds_per_step, training_step  # the step closure and timer of every step bench
     from ..train import resolve_device
 
     _choice("precision", precision, ("fp32", "bf16", "fp16"))
@@ -368,7 +356,7 @@ def step_times(stage: int | None = None, num_groups: int = 4, backbone: str | Ba
     best = {name: float("inf") for name in methods}
     for i in range(warmup + repeats):
         for name, step in steps.items():
-            seconds = _seconds(step, device)
+            seconds = seconds_per_step(step, device)
             if i >= warmup:
                 best[name] = min(best[name], seconds)
     return {"supervised_s": best["supervised"], "internal_s": best["internal"],

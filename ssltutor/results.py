@@ -116,12 +116,9 @@ def comparison(summary: pd.DataFrame, paper: pd.DataFrame, notebook: str, metric
                                *map(tuple, theirs[["dataset", "variant"]].values)]))
     table = pd.DataFrame(rows, columns=["dataset", "variant"])
     if not ours.empty:
-        extra = [k for k in index if k not in ("dataset", "variant")]
         wide = ours.pivot_table(index=index, columns="metric", values="text", aggfunc="first").reset_index()
         seeds = ours.groupby(index, sort=False)["seeds"].max().rename("seeds").reset_index()
         table = table.merge(wide.merge(seeds, on=index), on=["dataset", "variant"], how="left")
-        table = table[[*index, "seeds", *[c for c in table.columns if c not in [*index, "seeds", *extra]
-                                          and c not in ("dataset", "variant")]]]
     if not theirs.empty:
         wide = theirs.pivot_table(index=["dataset", "variant"], columns="metric", values="text", aggfunc="first")
         table = table.merge(wide.add_suffix(" (paper)").reset_index(), on=["dataset", "variant"], how="left")

@@ -1,6 +1,8 @@
 """Benchmarks: ``python -m ssltutor.bench <subcommand>``.
 
 ``step``: train-step images/s per method and the ratio to a supervised step. ``gpu``: the GPU check.
+``learn``: train each method at the ``cpu`` preset on CIFAR-10 and print its frozen-feature probe and kNN beside the
+random-init backbone's (:mod:`ssltutor.learn`).
 ``augment``: images/s of SimCLR's two-view augmentation, batched on the device (:mod:`ssltutor.data.augment`)
 versus the usual per-sample ``torchvision.transforms.v2`` pipeline behind a ``DataLoader`` with worker processes,
 on the same uint8 images; ends with the line ``augment speedup: N.Nx``.
@@ -21,6 +23,7 @@ from typing import Sequence
 import torch
 
 from .data import augment
+from .models import CONVNETS
 
 # ------------------------------------------------------------------------------------------------------------------
 # augment
@@ -299,7 +302,7 @@ def bench_step(methods: Sequence[str], backbones: Sequence[str], precisions: Seq
                 if compile:
                     method.backbone.compile()
                 rates[name] = time_train_step(method, batch_size, size, "bf16" if cl else "fp32", cl, device, repeats)
-                label = f"{backbone}{width}" if backbone == "small_convnet" else backbone
+                label = f"{backbone}{width}" if backbone in CONVNETS else backbone
                 row = dict(method=name, backbone=label, precision=("bf16+channels_last" if cl else "fp32")
                            + ("+compile" if compile else ""), images_per_s=rates[name],
                            ratio=rates["supervised"] / rates[name])
@@ -384,6 +387,85 @@ def _run_gpu(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------------
+# learn
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def bench_learn(methods: Sequence[str], data_root: str | None = None, seeds: Sequence[int] = (0,),
+                preset: str = "cpu", overrides: dict | None = None, max_train: int | None = None, device=None,
+                record: str | None = None, label: str | None = None, monitor: bool = False) -> list:
+    """Train each method at ``preset`` (merged with its per-method recipe and ``overrides``) on CIFAR-10 from
+    ``data_root``; print one ``learn ...`` line per method and seed (:meth:`ssltutor.learn.LearnResult.line`),
+    then ``learn best: ...``. ``max_train`` caps the train split (the CI smoke). ``monitor``: kNN after every epoch
+    on a fixed 10,000 / 5,000 image subset (for accuracy-against-time curves). ``record``: append one row per epoch
+    to this CSV (:func:`ssltutor.learn.record_rows`), under ``label``. Returns the results."""
+    from .data import load
+    from .evaluate import KNNMonitor
+    from .experiment import cap
+    from .learn import append_rows, best_line, learn_run, record_rows
+    from .presets import preset as get_preset
+
+    settings = get_preset(preset, paper="learn")
+    train = cap(load("cifar10", root=data_root, split="train", size=settings["image_size"]), max_train, 0)
+    test = load("cifar10", root=data_root, split="test", size=settings["image_size"])
+    print(f"learn data: {len(train)} train / {len(test)} test images of {train.name}, preset {preset}, "
+          f"{torch.get_num_threads()} threads", flush=True)
+    knn_monitor = None
+    if monitor:
+        pick = torch.Generator().manual_seed(0)
+        knn_monitor = KNNMonitor(cap(train, 10_000, 0), test.subset(torch.randperm(len(test), generator=pick)[:5000]),
+                                 k=settings["knn_k"])
+    results = []
+    for seed in seeds:
+        for name in methods:
+            result = learn_run(name, train, test, settings, seed=seed, overrides=overrides, device=device,
+                               monitor=knn_monitor)
+            print(result.line(), flush=True)
+            results.append(result)
+            if record:
+                append_rows(record, record_rows(result, label or name, preset, overrides, len(train)))
+    if any(r.method != "supervised" for r in results):
+        print(best_line(results), flush=True)
+    return results
+
+
+def _parse_overrides(pairs: Sequence[str]) -> dict:
+    """``["lr=2e-3", "options.temperature=0.5", "backbone=small_convnet"]`` -> dict (values read as JSON, else
+    kept as strings)."""
+    import json
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes KEY=VALUE (e.g. lr=2e-3 or options.temperature=0.5), got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _run_learn(args: argparse.Namespace) -> None:
+    from .learn import LEARN_METHODS
+
+    names = list(LEARN_METHODS) if args.methods in (None, "all") else [m.strip() for m in args.methods.split(",")]
+    unknown = [m for m in names if m not in LEARN_METHODS]
+    if unknown:
+        raise SystemExit(f"unknown method(s) {unknown}: choose from {', '.join(LEARN_METHODS)} or 'all'")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise SystemExit(f"--seeds must be comma-separated integers like 0,1,2, got {args.seeds!r}") from None
+    overrides = _parse_overrides(args.set)
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    with _torch_threads(args.threads):
+        bench_learn(names, args.data_root, seeds, args.preset, overrides, args.max_train, args.device, args.record,
+                    args.label, args.monitor)
+
+
+# ------------------------------------------------------------------------------------------------------------------
 # command line
 # ------------------------------------------------------------------------------------------------------------------
 
@@ -413,6 +495,23 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("--threads", type=int, default=2)
     step.add_argument("--no-paper-rows", action="store_true", help="skip the internal-pretext and rotation rows")
     step.set_defaults(func=_run_step)
+    learn = commands.add_parser("learn", help="train each method at the cpu preset on CIFAR-10; frozen-feature "
+                                "probe and kNN vs the random-init backbone")
+    learn.add_argument("--methods", default=None, help="comma-separated, or 'all' (default: supervised + the seven "
+                       "SSL objectives)")
+    learn.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-py/ (default: $DATA_ROOT)")
+    learn.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    learn.add_argument("--preset", default="cpu", help="smoke or cpu (the recipe of PAPER_PRESETS['learn'])")
+    learn.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (CI smoke: 1)")
+    learn.add_argument("--max-train", type=int, default=None, help="use at most this many train images")
+    learn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="change the recipe, e.g. --set lr=2e-3 --set options.temperature=0.5 (repeatable)")
+    learn.add_argument("--monitor", action="store_true", help="kNN after every epoch (10k/5k image subset)")
+    learn.add_argument("--record", default=None, help="append one row per epoch to this CSV")
+    learn.add_argument("--label", default=None, help="the runs' label in --record (default: the method)")
+    learn.add_argument("--threads", type=int, default=2)
+    learn.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    learn.set_defaults(func=_run_learn)
     gpu = commands.add_parser("gpu", help="the GPU check: every method on ResNet-18 in bf16 (+compile), one epoch")
     gpu.add_argument("--batch-size", type=int, default=512)
     gpu.add_argument("--size", type=int, default=32)

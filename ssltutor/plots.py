@@ -27,6 +27,7 @@ __all__ = [
     "plot_views",
     "plot_class_balance",
     "plot_bar_comparison",
+    "plot_accuracy_vs_time",
 ]
 
 
@@ -478,5 +479,43 @@ def plot_bar_comparison(
     if hue:
         ax.legend(title=hue, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title or "")
+    return fig
+
+
+def plot_accuracy_vs_time(df: pd.DataFrame, x: str = "seconds", y: str = "knn_monitor", group: str = "label",
+                          final: str | None = "probe", floor: str | None = "probe0", ax=None,
+                          title: str | None = None) -> Figure:
+    """Accuracy against CPU seconds, one line per ``group`` (the mean over seeds, with a min-max band when there
+    are several), for the "SSL on a laptop" page.
+
+    Args:
+        df: one row per (group, seed, epoch): cumulative train ``x`` and the per-epoch accuracy ``y`` (rows with a
+            missing ``y`` are skipped), as :func:`ssltutor.learn.record_rows` writes them.
+        final: a column with each run's final accuracy (e.g. the linear probe), drawn as a marker at the run's
+            last ``x``; ``None`` draws none. floor: a column with the random-init accuracy, drawn as a dotted line
+            per group; ``None`` draws none.
+    """
+    missing = [c for c in (x, y, group, final, floor) if c is not None and c not in df]
+    if missing:
+        raise ValueError(f"df has no column(s) {missing}; columns are {list(df.columns)}")
+    fig, ax = _new_axes(ax, (6.4, 4.0))
+    epoch_key = "epoch" if "epoch" in df else x
+    for k, (name, rows) in enumerate(df.groupby(group, sort=False)):
+        color = f"C{k % 10}"
+        curve = rows.dropna(subset=[y]).groupby(epoch_key)[[x, y]].agg(["mean", "min", "max"])
+        if len(curve):
+            ax.plot(curve[(x, "mean")], curve[(y, "mean")], color=color, label=str(name), linewidth=1.6)
+            if rows["seed"].nunique() > 1 if "seed" in rows else False:
+                ax.fill_between(curve[(x, "mean")], curve[(y, "min")], curve[(y, "max")], color=color, alpha=0.2)
+        if final is not None:
+            last = rows.sort_values(epoch_key).groupby("seed" if "seed" in rows else group).tail(1)
+            ax.scatter(last[x], last[final], color=color, marker="*", s=60, zorder=3)
+        if floor is not None:
+            ax.axhline(rows[floor].mean(), color=color, linestyle=":", linewidth=1)
+    ax.set_xlabel("train time (CPU seconds, 2 cores)" if x == "seconds" else x)
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", frameon=False, loc="lower right")
     ax.set_title(title or "")
     return fig

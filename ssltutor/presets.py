@@ -209,6 +209,38 @@ PAPER_PRESETS["foundations"] = {
 }
 
 
+# Laptop-scale learning (ssltutor/learn.py, `python -m ssltutor.bench learn`, the book's "SSL on a laptop" page):
+# each objective's recipe at the cpu preset, measured on 20,000 CIFAR-10 train images on 2 CPU cores (README,
+# results/laptop). Everything here is ours: short runs need their own values (the papers' are for hundreds of GPU
+# epochs). ``options`` go to the method's constructor.
+_PROJ = dict(proj_hidden=512, proj_out=128)     # heads scaled to a 128-d backbone: 4x wide hidden, 128-d out
+_WIDE = dict(proj_hidden=512, proj_out=512)     # the redundancy-reduction objectives want a wide embedding
+LEARN_CPU_RECIPES: dict[str, dict] = {
+    "supervised": dict(epochs=30, optimizer="sgd", lr=0.1, weight_decay=5e-4,
+                       options=dict(label_smoothing=0.1)),
+    "simclr": dict(epochs=20, optimizer="adam", lr=1e-3, weight_decay=1e-6, options=dict(_PROJ, temperature=0.2)),
+    "byol": dict(epochs=20, optimizer="adam", lr=1e-3, weight_decay=1e-6, options=dict(_PROJ, pred_hidden=512)),
+    "mocov2plus": dict(epochs=20, optimizer="adam", lr=1e-3, weight_decay=1e-6,
+                       options=dict(_PROJ, queue_size=4096, temperature=0.2)),
+    "simsiam": dict(epochs=20, optimizer="adam", lr=1e-3, weight_decay=1e-6,
+                    options=dict(proj_hidden=512, proj_out=512, pred_hidden=128)),
+    "barlow_twins": dict(epochs=20, optimizer="adam", lr=1e-3, weight_decay=1e-6, options=dict(_WIDE)),
+    "vicreg": dict(epochs=20, optimizer="adam", lr=1e-3, weight_decay=1e-6, options=dict(_WIDE)),
+    "swav": dict(epochs=20, optimizer="adam", lr=1e-3, weight_decay=1e-6,
+                 options=dict(_PROJ, num_prototypes=100, freeze_prototypes_epochs=1)),
+}
+_LEARN_SMOKE = dict(epochs=1, lr=1e-3, optimizer="adam", weight_decay=1e-6)
+PAPER_PRESETS["learn"] = {
+    "smoke": dict(view_size=None, probe_epochs=5, knn_k=20, methods={
+        "supervised": dict(_LEARN_SMOKE, optimizer="sgd", lr=0.05, weight_decay=5e-4),
+        "simclr": dict(_LEARN_SMOKE), "byol": dict(_LEARN_SMOKE), "simsiam": dict(_LEARN_SMOKE),
+        "mocov2plus": dict(_LEARN_SMOKE, options={"queue_size": 256}), "barlow_twins": dict(_LEARN_SMOKE),
+        "vicreg": dict(_LEARN_SMOKE), "swav": dict(_LEARN_SMOKE, options={"num_prototypes": 30}),
+    }),
+    "cpu": dict(view_size=None, methods=LEARN_CPU_RECIPES),
+}
+
+
 def preset(name: str, paper: str | None = None, **overrides) -> dict:
     """The settings of preset ``name`` (optionally merged with ``paper``'s additions), with ``overrides`` applied."""
     if name not in PRESETS:

@@ -24,7 +24,7 @@ from .data import ImageDataset, labelled_fraction
 from .evaluate import KNNMonitor, knn_accuracy, linear_probe
 from .methods import Method, create
 from .methods.rotation import rotation_logits
-from .models import create_backbone
+from .models import CONVNETS, create_backbone
 from .train import FitState, fit, resolve_device
 
 __all__ = ["variant_name", "build_method", "step_time_ratio", "TimedKNNMonitor", "random_init_knn", "run_variant",
@@ -86,7 +86,7 @@ def step_time_ratio(base_name: str = "simclr", backbone: str = "small_convnet", 
     device = resolve_device(device)
     if clock == "cpu" and device.type != "cpu":
         raise ValueError("clock='cpu' measures process CPU time: use it with device='cpu', or clock='wall'")
-    settings = dict(backbone=backbone, width=width if backbone == "small_convnet" else None, head_scale=head_scale,
+    settings = dict(backbone=backbone, width=width if backbone in CONVNETS else None, head_scale=head_scale,
                     image_size=image_size)
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8,

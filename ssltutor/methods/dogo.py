@@ -54,24 +54,25 @@ from .base import Batch, Method
 
 OBJECTIVES = ("simclr", "simsiam")
 KL_REDUCTIONS = ("batchmean", "mean")
-_SMALL_CONVNET = re.compile(r"small_convnet(\d*)$")
+_CONVNET = re.compile(r"(small_convnet|fast_convnet|res_convnet)(\d*)$")
 
 
 def backbone_from_name(name: str, cifar_stem: bool = True) -> Backbone:
     """Build a backbone from one name that also carries the width: ``"small_convnet16"`` is the small convnet of
-    width 16 (``"small_convnet"`` alone: width 32); ``"resnet18"``, ``"resnet34"``, ``"resnet50"`` are the ResNets
+    width 16 (``"small_convnet"`` alone: width 32; the same for ``fast_convnet`` and ``res_convnet``); ``"resnet18"``, ``"resnet34"``, ``"resnet50"`` are the ResNets
     (CIFAR stem by default, padding 1 as in DoGo's code)."""
     if not isinstance(name, str):
         raise ValueError(f"a model name must be a string like 'small_convnet16' or 'resnet18', got {name!r}")
-    match = _SMALL_CONVNET.fullmatch(name)
+    match = _CONVNET.fullmatch(name)
     if match:
-        width = int(match.group(1) or 32)
+        width = int(match.group(2) or 32)
         if width < 1:
-            raise ValueError(f"small_convnet width must be >= 1, got {name!r}")
-        return create_backbone("small_convnet", width=width)
+            raise ValueError(f"{match.group(1)} width must be >= 1, got {name!r}")
+        return create_backbone(match.group(1), width=width)
     if name in ("resnet18", "resnet34", "resnet50"):
         return create_backbone(name, cifar_stem=cifar_stem)
-    raise ValueError(f"unknown model name {name!r}: use 'small_convnet<width>' (e.g. 'small_convnet16'), "
+    raise ValueError(f"unknown model name {name!r}: use 'small_convnet<width>' (e.g. 'small_convnet16', "
+                     "also fast_convnet<width> / res_convnet<width>), "
                      "'resnet18', 'resnet34' or 'resnet50'")
 
 
@@ -79,9 +80,9 @@ def default_peer(backbone: Backbone) -> Backbone:
     """The larger peer when none is given: a small convnet of twice the width, or a ResNet-50 for a smaller ResNet
     (the paper's ResNet-18 / ResNet-50 pair)."""
     name = getattr(backbone, "name", "")
-    match = _SMALL_CONVNET.fullmatch(name)
+    match = _CONVNET.fullmatch(name)
     if match:
-        return backbone_from_name(f"small_convnet{2 * int(match.group(1) or 32)}")
+        return backbone_from_name(f"{match.group(1)}{2 * int(match.group(2) or 32)}")
     if name.startswith(("resnet18", "resnet34")):
         return create_backbone("resnet50", cifar_stem=name.endswith("_cifar"))
     raise ValueError(f"no default peer for backbone {name!r}: pass peer= (a Backbone or a name like 'resnet50')")

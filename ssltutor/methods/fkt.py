@@ -31,7 +31,7 @@ from torch import nn
 from .. import losses
 from ..data import ImageDataset, SPLITS, augment, labelled_fraction, load, stratified_split
 from ..evaluate import classification_metrics, extract_features
-from ..models import Backbone, create_backbone, mlp
+from ..models import CONVNETS, Backbone, create_backbone, mlp
 from .base import Batch, Method
 from .ssl import SimCLR
 from .supervised import Supervised
@@ -252,7 +252,7 @@ def data_stats(dataset: str, settings: dict):
 def make_backbone(settings: dict, seed: int) -> Backbone:
     """The preset's backbone, initialised from ``seed`` (so every variant starts from the same weights)."""
     torch.manual_seed(seed)
-    kwargs = ({"width": settings["width"]} if settings["backbone"] == "small_convnet"
+    kwargs = ({"width": settings["width"]} if settings["backbone"] in CONVNETS
               else {"cifar_stem": settings["image_size"] <= 64})  # the 3x3 stem only for small images
     return create_backbone(settings["backbone"], pretrained=settings.get("pretrained", False), **kwargs)
 

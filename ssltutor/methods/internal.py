@@ -32,7 +32,7 @@ from torch import nn
 
 from .. import losses
 from ..data import augment
-from ..models import Backbone, create_backbone, head
+from ..models import CONVNETS, Backbone, create_backbone, head
 from .base import Batch, Method
 
 GROUPINGS = ("contiguous", "random")
@@ -336,7 +336,7 @@ def step_times(stage: int | None = None, num_groups: int = 4, backbone: str | Ba
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
     device = resolve_device(device)
     if isinstance(backbone, str):
-        net = create_backbone(backbone, **({"width": width} if backbone == "small_convnet" else {}))
+        net = create_backbone(backbone, **({"width": width} if backbone in CONVNETS else {}))
     else:
         net = backbone
     methods = {"supervised": Supervised(copy.deepcopy(net), num_classes, image_size),

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torchvision.models import resnet
 
-BACKBONES = ("small_convnet", "resnet18", "resnet34", "resnet50")
+CONVNETS = ("small_convnet", "fast_convnet", "res_convnet")  # the CPU nets: ``width`` applies
+BACKBONES = ("small_convnet", "fast_convnet", "res_convnet", "resnet18", "resnet34", "resnet50")
 
 
 class Backbone(nn.Module):
@@ -67,6 +68,50 @@ def small_convnet(width: int = 32) -> Backbone:
     return Backbone(stem, stages, [chans[1], chans[2], chans[3], chans[3]], name=f"small_convnet{width}")
 
 
+def fast_convnet(width: int = 16) -> Backbone:
+    """``small_convnet``'s widths with a 2x2 max-pool after *every* conv but the last: the stem's map is pooled to
+    16 px before the first stage, so each conv runs at a quarter of ``small_convnet``'s positions (measured on 2
+    CPU cores: ~3x its images/s at the same width)."""
+    if width < 1:
+        raise ValueError(f"width must be a positive integer, got {width}")
+    chans = [width, 2 * width, 4 * width, 8 * width]
+    stem = _conv_block(3, chans[0], pool=True)
+    stages = [
+        _conv_block(chans[0], chans[1], pool=True),
+        _conv_block(chans[1], chans[2], pool=True),
+        _conv_block(chans[2], chans[3], pool=False),
+        _conv_block(chans[3], chans[3], pool=False),
+    ]
+    return Backbone(stem, stages, [chans[1], chans[2], chans[3], chans[3]], name=f"fast_convnet{width}")
+
+
+class _ResidualStage(nn.Module):
+    """airbench's block (Keller Jordan, 2024): conv -> 2x2 max-pool -> BN -> ReLU, then ``x + conv-BN-ReLU(x)``.
+    Pooling right after the first conv puts the second conv at a quarter of the positions."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2),
+                                  nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        self.residual = _conv_block(cout, cout, pool=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.down(x)
+        return x + self.residual(x)
+
+
+def res_convnet(width: int = 16) -> Backbone:
+    """A small residual net that downsamples early (airbench's layout): a 3x3 stem at full resolution, then three
+    stages of :class:`_ResidualStage` with ``2w, 4w, 8w`` channels at 16, 8 and 4 px (32 px input), pooled to
+    ``8w`` features. Seven convs, about 1.3x ``small_convnet``'s multiply-adds at the same width."""
+    if width < 1:
+        raise ValueError(f"width must be a positive integer, got {width}")
+    chans = [2 * width, 4 * width, 8 * width]
+    stem = _conv_block(3, width, pool=False)
+    stages = [_ResidualStage(width, chans[0]), _ResidualStage(chans[0], chans[1]), _ResidualStage(chans[1], chans[2])]
+    return Backbone(stem, stages, chans, name=f"res_convnet{width}")
+
+
 def _resnet(name: str, cifar_stem: bool, stem_padding: int) -> Backbone:
     net = getattr(resnet, name)(weights=None)
     if cifar_stem:
@@ -91,10 +136,10 @@ def create_backbone(name: str = "small_convnet", *, cifar_stem: bool = True, wid
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}")
-    if name == "small_convnet":
+    if name in CONVNETS:
         if pretrained:
             raise ValueError("pretrained weights exist only for the ResNets; use a resnet backbone or pretrained=False")
-        return small_convnet(width)
+        return {"small_convnet": small_convnet, "fast_convnet": fast_convnet, "res_convnet": res_convnet}[name](width)
     if pretrained:
         weights = {"resnet18": resnet.ResNet18_Weights, "resnet34": resnet.ResNet34_Weights,
                    "resnet50": resnet.ResNet50_Weights}[name].DEFAULT

@@ -1,0 +1,226 @@
+"""Self-supervised learning on a laptop: train one method at a preset, then score its frozen backbone.
+
+``learn_run(name, train, test, settings, seed)`` builds the method from ``settings`` (the ``cpu`` preset merged with
+the per-method recipe of ``PAPER_PRESETS["learn"]``), trains it with :func:`ssltutor.train.fit` and measures
+
+* ``probe``: the standardized linear probe on every train label of the frozen backbone features (for the supervised
+  reference: its own classifier's test accuracy), and ``knn``: weighted cosine kNN (k = ``knn_k``) on the test split;
+* ``probe0`` / ``knn0``: the same two numbers for the *untrained* backbone of the same seed (the random-init floor);
+* ``train_seconds``: the summed epoch times of the fit (augmentation, forward, backward, update; no evaluation).
+
+It is what ``python -m ssltutor.bench learn`` prints and what the book's "SSL on a laptop" page plots.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from .data import ImageDataset, augment
+from .evaluate import KNNMonitor, extract_features
+from .methods import SSL_METHODS, Method, create
+from .models import create_backbone
+from .probes import probe_suite
+from .train import fit
+
+LEARN_METHODS = ("supervised",) + SSL_METHODS
+
+
+@dataclass
+class LearnResult:
+    """One trained method: accuracies in [0, 1] on the test split, and the per-epoch history of the fit."""
+
+    method: str
+    seed: int
+    probe: float
+    knn: float
+    probe0: float
+    knn0: float
+    epochs: int
+    train_seconds: float
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def line(self) -> str:
+        """``learn METHOD seed S: probe P, knn K, random init probe P0, knn K0, epochs E, train seconds T``."""
+        return (f"learn {self.method} seed {self.seed}: probe {self.probe:.3f}, knn {self.knn:.3f}, "
+                f"random init probe {self.probe0:.3f}, knn {self.knn0:.3f}, epochs {self.epochs}, "
+                f"train seconds {self.train_seconds:.0f}")
+
+
+def method_settings(settings: dict, name: str, overrides: dict | None = None) -> dict:
+    """The shared settings with ``settings["methods"][name]`` merged over them (fit keys and ``options``), then
+    ``overrides``: ``{"lr": 2e-3, "options.temperature": 0.5}`` (a dotted key sets one method option)."""
+    if name not in LEARN_METHODS:
+        raise ValueError(f"unknown method {name!r}: choose from {', '.join(LEARN_METHODS)}")
+    recipe = settings.get("methods", {}).get(name, {})
+    merged = {k: v for k, v in settings.items() if k != "methods"}
+    merged.update({k: v for k, v in recipe.items() if k != "options"})
+    merged["options"] = dict(recipe.get("options", {}))
+    for key, value in (overrides or {}).items():
+        if key.startswith("options."):
+            merged["options"][key.split(".", 1)[1]] = value
+        elif key in merged:
+            merged[key] = value
+        else:
+            raise ValueError(f"unknown setting {key!r}: known are {', '.join(sorted(merged))} and options.<name>")
+    return merged
+
+
+def build_method(name: str, s: dict, seed: int, dataset: str, num_classes: int) -> Method:
+    """The method ``name`` on a fresh backbone seeded by ``seed``, built from its merged settings ``s``
+    (:func:`method_settings`): backbone, width, heads and views.
+
+    ``view_size`` (if set and different from ``image_size``) makes the training views that many pixels wide; the
+    evaluation transform keeps ``image_size`` (the backbone pools globally, so it takes either)."""
+    torch.manual_seed(seed)
+    backbone = create_backbone(s["backbone"], width=s["width"])
+    options = dict(s["options"])
+    if name == "supervised":
+        return create(name, backbone, dataset=dataset, num_classes=num_classes, image_size=s["image_size"], **options)
+    options.setdefault("crop_scale", s["crop_scale"])
+    view_size = s.get("view_size") or s["image_size"]
+    if view_size != s["image_size"]:
+        from .methods import METHODS
+
+        stats = augment.STATS.get(dataset, augment.IMAGENET_STATS)
+        view_options = {"scale": tuple(options.pop("crop_scale"))}
+        if "jitter_strength" in options:
+            view_options["strength"] = options.pop("jitter_strength")
+        options["views"] = augment.views_for(METHODS[name].view_recipe, view_size, *stats, **view_options)
+    return create(name, backbone, dataset=dataset, image_size=s["image_size"], head_scale=s["head_scale"], **options)
+
+
+def frozen_scores(method: Method, train: ImageDataset, test: ImageDataset, settings: dict, seed: int) -> dict:
+    """``{"linear", "knn"}`` of the method's frozen backbone (eval mode, its own eval transform)."""
+    method.eval()
+    f_train = extract_features(method.backbone, train.images, method.eval_transform)
+    f_test = extract_features(method.backbone, test.images, method.eval_transform)
+    return probe_suite(f_train, train.labels.to(f_train.device), f_test, test.labels.to(f_test.device),
+                       num_classes=train.num_classes, val_fraction=0.0, epochs=settings["probe_epochs"],
+                       knn_k=settings["knn_k"], seed=seed)
+
+
+@torch.no_grad()
+def classifier_accuracy(method: Method, test: ImageDataset, batch_size: int = 1024) -> float:
+    """Test accuracy of a supervised method's own classifier."""
+    method.eval()
+    device = next(method.parameters()).device
+    correct = 0
+    for start in range(0, len(test), batch_size):
+        x = method.eval_transform(test.images[start:start + batch_size].to(device))
+        predictions = method.predict(x.contiguous(memory_format=method.memory_format)).argmax(1)
+        correct += (predictions.cpu() == test.labels[start:start + batch_size]).sum().item()
+    return correct / len(test)
+
+
+def learn_run(name: str, train: ImageDataset, test: ImageDataset, settings: dict, seed: int = 0,
+              overrides: dict | None = None, device=None, monitor: KNNMonitor | None = None) -> LearnResult:
+    """Score the random-init backbone, train ``name`` with its recipe, score it again (see the module docstring).
+    ``overrides`` change the recipe (:func:`method_settings`; the CI smoke sets ``epochs`` 1). ``monitor``: an
+    optional per-epoch kNN callback (its ``knn_acc`` lands in the history; its time is not train time)."""
+    s = method_settings(settings, name, overrides)
+    method = build_method(name, s, seed, train.name, train.num_classes)
+    before = frozen_scores(method, train, test, s, seed)
+    epochs = s["epochs"]
+    history = fit(method, train, epochs=epochs, batch_size=s["batch_size"], optimizer=s["optimizer"], lr=s["lr"],
+                  weight_decay=s["weight_decay"], warmup_epochs=s["warmup_epochs"], precision=s["precision"],
+                  channels_last=s["channels_last"], device=device, seed=seed, progress=False,
+                  callbacks=[monitor] if monitor is not None else [])
+    after = frozen_scores(method, train, test, s, seed)
+    probe = classifier_accuracy(method, test) if name == "supervised" else after["linear"]
+    return LearnResult(name, seed, probe, after["knn"], before["linear"], before["knn"], epochs,
+                       float(history.epochs["time_s"].sum()), history.epochs)
+
+
+def best_line(results: list[LearnResult]) -> str:
+    """``learn best: METHOD probe P (+D points over random init)``: the SSL method of highest mean probe."""
+    frame = pd.DataFrame([{"method": r.method, "probe": r.probe, "probe0": r.probe0}
+                          for r in results if r.method != "supervised"])
+    if frame.empty:
+        raise ValueError("best_line needs at least one self-supervised result")
+    means = frame.groupby("method")[["probe", "probe0"]].mean()
+    best = means["probe"].idxmax()
+    gain = 100 * (means.loc[best, "probe"] - means.loc[best, "probe0"])
+    return f"learn best: {best} probe {means.loc[best, 'probe']:.3f} ({gain:+.1f} points over random init)"
+
+
+
+
+RECORD_COLUMNS = ("label", "method", "seed", "preset", "overrides", "train_images", "epoch", "seconds", "knn_monitor",
+                  "epochs", "train_seconds", "probe", "knn", "probe0", "knn0")
+
+
+def record_rows(result: LearnResult, label: str, preset: str, overrides: dict | None, train_images: int) -> list[dict]:
+    """One row per epoch of ``result``: cumulative train ``seconds`` and the monitor's kNN at that epoch (NaN
+    without a monitor), with the run's final numbers repeated on every row."""
+    import json
+
+    final = {"epochs": result.epochs, "train_seconds": round(result.train_seconds, 1), "probe": result.probe,
+             "knn": result.knn, "probe0": result.probe0, "knn0": result.knn0}
+    knn = result.history["knn_acc"] if "knn_acc" in result.history else [float("nan")] * len(result.history)
+    seconds = result.history["time_s"].cumsum()
+    return [{"label": label, "method": result.method, "seed": result.seed, "preset": preset,
+             "overrides": json.dumps(overrides or {}, sort_keys=True), "train_images": train_images,
+             "epoch": epoch, "seconds": round(float(t), 1), "knn_monitor": float(k), **final}
+            for epoch, t, k in zip(result.history["epoch"], seconds, knn)]
+
+
+def append_rows(path, rows: list[dict]) -> None:
+    """Append ``rows`` to the CSV at ``path`` (header written when the file is new); existing rows are kept."""
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=list(RECORD_COLUMNS)).to_csv(path, mode="a", header=not path.exists(), index=False)
+
+
+def load_records(path) -> pd.DataFrame:
+    """The rows :func:`append_rows` wrote (an empty frame with :data:`RECORD_COLUMNS` when the file is missing)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame(columns=list(RECORD_COLUMNS))
+    frame = pd.read_csv(path)
+    missing = [c for c in RECORD_COLUMNS if c not in frame]
+    if missing:
+        raise ValueError(f"{path} lacks the column(s) {missing}: it was not written by ssltutor.learn.append_rows")
+    return frame
+
+
+def summary_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Per method: mean +- std over seeds of the final probe, kNN, their random-init floors and train seconds
+    (strings ready to print), and the number of seeds."""
+    runs = records.sort_values("epoch").groupby(["method", "seed"], sort=False).tail(1)
+    rows = []
+    for name in [m for m in LEARN_METHODS if m in set(runs["method"])]:
+        group = runs[runs["method"] == name]
+
+        def cell(column: str, scale: float = 100.0, digits: int = 1) -> str:
+            values = group[column] * scale
+            spread = f" +- {values.std():.{digits}f}" if len(values) > 1 else ""
+            return f"{values.mean():.{digits}f}{spread}"
+
+        rows.append({"method": name, "seeds": len(group), "probe %": cell("probe"), "kNN %": cell("knn"),
+                     "random init probe %": cell("probe0"), "random init kNN %": cell("knn0"),
+                     "probe gain (points)": f"{100 * (group['probe'] - group['probe0']).mean():+.1f}",
+                     "train s": cell("train_seconds", 1.0, 0)})
+    return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
+
+
+def recipe_table(preset: str = "cpu") -> pd.DataFrame:
+    """The recipe of every method at ``preset`` (``PAPER_PRESETS["learn"]`` over the shared preset), one row each."""
+    from .presets import preset as get_preset
+
+    settings = get_preset(preset, paper="learn")
+    rows = []
+    for name in LEARN_METHODS:
+        s = method_settings(settings, name)
+        rows.append({"method": name, "backbone": f"{s['backbone']}({s['width']})", "epochs": s["epochs"],
+                     "batch": s["batch_size"], "optimizer": f"{s['optimizer']} {s['lr']:g}",
+                     "weight decay": f"{s['weight_decay']:g}",
+                     "views": "-" if name == "supervised" else
+                     f"{s.get('view_size') or s['image_size']} px, crops {s['crop_scale'][0]:g}-{s['crop_scale'][1]:g}",
+                     "options": ", ".join(f"{k}={v}" for k, v in s["options"].items() if k != "num_classes")})
+    return pd.DataFrame(rows).set_index("method")

@@ -1,0 +1,89 @@
+"""ssltutor.learn and `python -m ssltutor.bench learn`: the laptop-scale recipe, trained on real CIFAR-10 images."""
+import re
+
+import pytest
+import torch
+
+from ssltutor import bench, data
+from ssltutor.learn import LEARN_METHODS, LearnResult, best_line, build_method, learn_run, method_settings
+from ssltutor.presets import preset
+
+LINE = re.compile(r"^learn (\w+) seed (\d+): probe (0\.\d{3}|1\.000), knn (0\.\d{3}|1\.000), random init probe "
+                  r"(0\.\d{3}|1\.000), knn (0\.\d{3}|1\.000), epochs (\d+), train seconds (\d+)$")
+
+
+@pytest.fixture(scope="module")
+def cifar(shared_data):
+    train = data.load("cifar10", root=shared_data, split="train", size=32)
+    test = data.load("cifar10", root=shared_data, split="test", size=32)
+    return train, test
+
+
+def test_every_method_has_a_recipe_at_cpu_and_smoke():
+    for name in ("cpu", "smoke"):
+        settings = preset(name, paper="learn")
+        assert set(settings["methods"]) == set(LEARN_METHODS)
+        for method in LEARN_METHODS:
+            s = method_settings(settings, method)
+            assert s["epochs"] >= 1 and s["lr"] > 0 and isinstance(s["options"], dict)
+    with pytest.raises(ValueError, match="unknown method 'sim'"):
+        method_settings(preset("cpu", paper="learn"), "sim")
+
+
+@pytest.mark.parametrize("name", LEARN_METHODS)
+def test_build_method_uses_the_recipe(name):
+    settings = preset("cpu", paper="learn")
+    s = method_settings(settings, name)
+    method = build_method(name, s, seed=0, dataset="cifar10", num_classes=10)
+    assert method.backbone.name == f"{s['backbone']}{s['width']}"
+    if name != "supervised":
+        view = method.views[0]
+        assert view.config.size == (s.get("view_size") or s["image_size"])
+    again = build_method(name, s, seed=0, dataset="cifar10", num_classes=10)
+    first = next(method.backbone.parameters())
+    assert torch.equal(first, next(again.backbone.parameters()))  # the seed fixes the initial weights
+
+
+def test_learn_run_trains_and_scores_the_frozen_backbone(cifar):
+    train, test = cifar
+    settings = preset("smoke", paper="learn")
+    small_train, small_test = train.subset(torch.arange(512)), test.subset(torch.arange(256))
+    result = learn_run("simclr", small_train, small_test, settings, seed=0, overrides={"epochs": 1})
+    assert isinstance(result, LearnResult) and result.epochs == 1
+    assert 0 <= result.probe <= 1 and 0 <= result.knn <= 1 and 0 <= result.probe0 <= 1
+    assert result.train_seconds > 0 and len(result.history) == 1
+    assert LINE.match(result.line())
+    # The random-init floor is the untrained network of the same seed: the training moved the features.
+    assert (result.probe, result.knn) != (result.probe0, result.knn0)
+
+
+def test_supervised_reports_its_own_classifier(cifar):
+    train, test = cifar
+    settings = preset("smoke", paper="learn")
+    result = learn_run("supervised", train.subset(torch.arange(512)), test.subset(torch.arange(256)), settings,
+                       overrides={"epochs": 2})
+    assert result.method == "supervised" and 0 < result.probe <= 1
+
+
+def test_best_line_picks_the_highest_mean_probe():
+    rows = [LearnResult("simclr", 0, 0.5, 0.4, 0.3, 0.3, 1, 1.0), LearnResult("simclr", 1, 0.7, 0.4, 0.3, 0.3, 1, 1.0),
+            LearnResult("byol", 0, 0.55, 0.4, 0.35, 0.3, 1, 1.0), LearnResult("supervised", 0, 0.9, 0.8, 0.3, 0.3, 1, 1.0)]
+    assert best_line(rows) == "learn best: simclr probe 0.600 (+30.0 points over random init)"
+    with pytest.raises(ValueError, match="self-supervised"):
+        best_line(rows[-1:])
+
+
+def test_bench_learn_prints_the_documented_lines(shared_data, capsys):
+    bench.main(["learn", "--methods", "simclr", "--data-root", str(shared_data), "--preset", "smoke",
+                "--epochs", "1", "--max-train", "512", "--threads", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("learn data: 512 train / 1000 test images of cifar10")
+    assert LINE.match(lines[1]) and lines[1].startswith("learn simclr seed 0: ")
+    assert re.match(r"^learn best: simclr probe \d\.\d{3} \([+-]\d+\.\d points over random init\)$", lines[2])
+
+
+@pytest.mark.parametrize("argv, message", [(["--methods", "simclr,nope"], "unknown method"),
+                                           (["--seeds", "0,x"], "comma-separated integers")])
+def test_bench_learn_rejects_bad_arguments(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        bench.main(["learn", *argv])

@@ -398,11 +398,13 @@ def bench_learn(methods: Sequence[str], data_root: str | None = None, seeds: Seq
     ``data_root``; print one ``learn ...`` line per method and seed (:meth:`ssltutor.learn.LearnResult.line`),
     then ``learn best: ...``. ``max_train`` caps the train split (the CI smoke). ``monitor``: kNN after every epoch
     on a fixed 10,000 / 5,000 image subset (for accuracy-against-time curves). ``record``: append one row per epoch
-    to this CSV (:func:`ssltutor.learn.record_rows`), under ``label``. Returns the results."""
+    to this CSV (:func:`ssltutor.learn.record_rows`), under ``label``; a run already recorded there (same label,
+    method, seed, preset, overrides and train size) is not trained again, its recorded line is printed (resume).
+    Returns the results."""
     from .data import load
     from .evaluate import KNNMonitor
     from .experiment import cap
-    from .learn import append_rows, best_line, learn_run, record_rows
+    from .learn import append_rows, best_line, learn_run, record_rows, recorded_result
     from .presets import preset as get_preset
 
     settings = get_preset(preset, paper="learn")
@@ -418,12 +420,14 @@ def bench_learn(methods: Sequence[str], data_root: str | None = None, seeds: Seq
     results = []
     for seed in seeds:
         for name in methods:
-            result = learn_run(name, train, test, settings, seed=seed, overrides=overrides, device=device,
-                               monitor=knn_monitor)
+            result = recorded_result(record, label or name, name, seed, preset, overrides, len(train)) if record else None
+            if result is None:
+                result = learn_run(name, train, test, settings, seed=seed, overrides=overrides, device=device,
+                                   monitor=knn_monitor)
+                if record:
+                    append_rows(record, record_rows(result, label or name, preset, overrides, len(train)))
             print(result.line(), flush=True)
             results.append(result)
-            if record:
-                append_rows(record, record_rows(result, label or name, preset, overrides, len(train)))
     if any(r.method != "supervised" for r in results):
         print(best_line(results), flush=True)
     return results

@@ -76,14 +76,18 @@ def build_method(name: str, s: dict, seed: int, dataset: str, num_classes: int) 
     torch.manual_seed(seed)
     backbone = create_backbone(s["backbone"], width=s["width"])
     options = dict(s["options"])
-    if name == "supervised":
-        return create(name, backbone, dataset=dataset, num_classes=num_classes, image_size=s["image_size"], **options)
-    options.setdefault("crop_scale", s["crop_scale"])
     view_size = s.get("view_size") or s["image_size"]
+    stats = augment.STATS.get(dataset, augment.IMAGENET_STATS)
+    if name == "supervised":
+        method = create(name, backbone, dataset=dataset, num_classes=num_classes, image_size=s["image_size"],
+                        **options)
+        if view_size != s["image_size"]:
+            method.views = augment.supervised_views(view_size, *stats, recipe=options.get("augment_views", "crop_flip"))
+        return method
+    options.setdefault("crop_scale", s["crop_scale"])
     if view_size != s["image_size"]:
         from .methods import METHODS
 
-        stats = augment.STATS.get(dataset, augment.IMAGENET_STATS)
         view_options = {"scale": tuple(options.pop("crop_scale"))}
         if "jitter_strength" in options:
             view_options["strength"] = options.pop("jitter_strength")
@@ -224,3 +228,37 @@ def recipe_table(preset: str = "cpu") -> pd.DataFrame:
                      f"{s.get('view_size') or s['image_size']} px, crops {s['crop_scale'][0]:g}-{s['crop_scale'][1]:g}",
                      "options": ", ".join(f"{k}={v}" for k, v in s["options"].items() if k != "num_classes")})
     return pd.DataFrame(rows).set_index("method")
+
+
+def recorded_result(path, label: str, method: str, seed: int, preset: str, overrides: dict | None,
+                    train_images: int) -> LearnResult | None:
+    """The run recorded in the CSV at ``path`` with exactly these keys, rebuilt from its rows; None if absent."""
+    import json
+
+    records = load_records(path)
+    if records.empty:
+        return None
+    rows = records[(records["label"] == label) & (records["method"] == method) & (records["seed"] == seed)
+                   & (records["preset"] == preset) & (records["train_images"] == train_images)
+                   & (records["overrides"] == json.dumps(overrides or {}, sort_keys=True))]
+    if rows.empty:
+        return None
+    last = rows.sort_values("epoch").iloc[-1]
+    history = pd.DataFrame({"epoch": rows["epoch"], "time_s": rows["seconds"].diff().fillna(rows["seconds"]),
+                            "knn_acc": rows["knn_monitor"]}).reset_index(drop=True)
+    return LearnResult(method, seed, float(last["probe"]), float(last["knn"]), float(last["probe0"]),
+                       float(last["knn0"]), int(last["epochs"]), float(last["train_seconds"]), history)
+
+
+def choice_runs(records: pd.DataFrame, choice: str, baseline: tuple[str, str] | None = None) -> pd.DataFrame:
+    """The rows of one choice of a sweep (labels ``"<choice>/<value>"``), labelled by the value alone.
+    ``baseline=(label, value)`` adds the run recorded under ``label`` as the value ``value`` (the unchanged recipe,
+    trained once and shown in every choice's plot)."""
+    prefix = f"{choice}/"
+    rows = records[records["label"].str.startswith(prefix)]
+    if baseline is not None:
+        base = records[records["label"] == baseline[0]]
+        if base.empty:
+            raise ValueError(f"no run labelled {baseline[0]!r} in the records")
+        rows = pd.concat([base.assign(label=prefix + baseline[1]), rows[rows["label"] != baseline[0]]])
+    return rows.assign(label=rows["label"].str.removeprefix(prefix))

@@ -506,7 +506,7 @@ def plot_accuracy_vs_time(df: pd.DataFrame, x: str = "seconds", y: str = "knn_mo
         curve = rows.dropna(subset=[y]).groupby(epoch_key)[[x, y]].agg(["mean", "min", "max"])
         if len(curve):
             ax.plot(curve[(x, "mean")], curve[(y, "mean")], color=color, label=str(name), linewidth=1.6)
-            if rows["seed"].nunique() > 1 if "seed" in rows else False:
+            if "seed" in rows and rows["seed"].nunique() > 1:
                 ax.fill_between(curve[(x, "mean")], curve[(y, "min")], curve[(y, "max")], color=color, alpha=0.2)
         if final is not None:
             last = rows.sort_values(epoch_key).groupby("seed" if "seed" in rows else group).tail(1)
@@ -516,6 +516,7 @@ def plot_accuracy_vs_time(df: pd.DataFrame, x: str = "seconds", y: str = "knn_mo
     ax.set_xlabel("train time (CPU seconds, 2 cores)" if x == "seconds" else x)
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", frameon=False, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small", frameon=False, loc="lower right")
     ax.set_title(title or "")
     return fig

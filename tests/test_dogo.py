@@ -152,6 +152,11 @@ def test_bad_options_raise():
     with pytest.raises(ValueError, match="no default peer"):
         default_peer(torch.nn.Identity())
     assert default_peer(backbone_from_name("small_convnet8")).name == "small_convnet16"
+    for family in ("fast_convnet", "res_convnet"):  # every CPU convnet family takes a width in its name
+        assert backbone_from_name(f"{family}4").name == f"{family}4"
+        assert default_peer(backbone_from_name(f"{family}8")).name == f"{family}16"
+    with pytest.raises(ValueError, match="res_convnet width must be >= 1"):
+        backbone_from_name("res_convnet0")
     with pytest.raises(ValueError, match="unknown training"):
         dogo_study.build("trio", preset("smoke", paper="dogo"))
 

@@ -1,11 +1,13 @@
 """ssltutor.learn and `python -m ssltutor.bench learn`: the laptop-scale recipe, trained on real CIFAR-10 images."""
 import re
 
+import pandas as pd
 import pytest
 import torch
 
 from ssltutor import bench, data
-from ssltutor.learn import LEARN_METHODS, LearnResult, best_line, build_method, learn_run, method_settings
+from ssltutor.learn import (LEARN_METHODS, LearnResult, best_line, build_method, learn_run, load_records,
+                            choice_runs, method_settings, recipe_table, summary_table)
 from ssltutor.presets import preset
 
 LINE = re.compile(r"^learn (\w+) seed (\d+): probe (0\.\d{3}|1\.000), knn (0\.\d{3}|1\.000), random init probe "
@@ -36,9 +38,8 @@ def test_build_method_uses_the_recipe(name):
     s = method_settings(settings, name)
     method = build_method(name, s, seed=0, dataset="cifar10", num_classes=10)
     assert method.backbone.name == f"{s['backbone']}{s['width']}"
-    if name != "supervised":
-        view = method.views[0]
-        assert view.config.size == (s.get("view_size") or s["image_size"])
+    assert method.views[0].config.size == (s.get("view_size") or s["image_size"])  # training views
+    assert method.eval_transform.config.size == s["image_size"]  # evaluation at full size
     again = build_method(name, s, seed=0, dataset="cifar10", num_classes=10)
     first = next(method.backbone.parameters())
     assert torch.equal(first, next(again.backbone.parameters()))  # the seed fixes the initial weights
@@ -74,10 +75,11 @@ def test_best_line_picks_the_highest_mean_probe():
 
 
 def test_bench_learn_prints_the_documented_lines(shared_data, capsys):
-    bench.main(["learn", "--methods", "simclr", "--data-root", str(shared_data), "--preset", "smoke",
+    # The CI smoke of the benchmark: the real cpu recipe, one method, one epoch, on the CIFAR-10 subset.
+    bench.main(["learn", "--methods", "simclr", "--data-root", str(shared_data), "--preset", "cpu",
                 "--epochs", "1", "--max-train", "512", "--threads", "1"])
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("learn data: 512 train / 1000 test images of cifar10")
+    assert lines[0].startswith("learn data: 512 train / 1000 test images of cifar10, preset cpu")
     assert LINE.match(lines[1]) and lines[1].startswith("learn simclr seed 0: ")
     assert re.match(r"^learn best: simclr probe \d\.\d{3} \([+-]\d+\.\d points over random init\)$", lines[2])
 
@@ -87,3 +89,47 @@ def test_bench_learn_prints_the_documented_lines(shared_data, capsys):
 def test_bench_learn_rejects_bad_arguments(argv, message):
     with pytest.raises(SystemExit, match=message):
         bench.main(["learn", *argv])
+
+
+def test_bench_learn_records_rows_and_resumes_without_training_again(shared_data, tmp_path, capsys):
+    record = tmp_path / "runs.csv"
+    argv = ["learn", "--methods", "simclr", "--data-root", str(shared_data), "--preset", "smoke", "--epochs", "2",
+            "--max-train", "256", "--threads", "1", "--monitor", "--record", str(record), "--label", "views/x",
+            "--set", "options.temperature=0.5"]
+    bench.main(argv)
+    first = capsys.readouterr().out.splitlines()[1]
+    rows = load_records(record)
+    assert list(rows["epoch"]) == [1, 2] and set(rows["label"]) == {"views/x"}
+    assert rows["seconds"].is_monotonic_increasing and rows["knn_monitor"].between(0, 1).all()
+    assert rows["overrides"].iloc[0] == '{"epochs": 2, "options.temperature": 0.5}'
+    bench.main(argv)  # the same run again: read back, not retrained
+    assert capsys.readouterr().out.splitlines()[1] == first
+    assert len(load_records(record)) == 2
+    table = summary_table(load_records(record))
+    assert list(table.index) == ["simclr"] and table.loc["simclr", "seeds"] == 1
+
+
+def test_recipe_table_lists_every_method():
+    table = recipe_table("cpu")
+    assert list(table.index) == list(LEARN_METHODS)
+    assert table.loc["simclr", "backbone"].startswith(preset("cpu", paper="learn")["backbone"])
+
+
+def test_bad_overrides_and_records_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown setting 'lrr'"):
+        method_settings(preset("cpu", paper="learn"), "simclr", {"lrr": 1})
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        bench.main(["learn", "--set", "lr"])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="lacks the column"):
+        load_records(bad)
+    assert load_records(tmp_path / "missing.csv").empty
+
+
+def test_choice_runs_selects_a_choice_and_adds_the_baseline():
+    records = pd.DataFrame({"label": ["backbone/a", "backbone/b", "views/c"], "epoch": [1, 1, 1]})
+    assert list(choice_runs(records, "backbone").label) == ["a", "b"]
+    assert list(choice_runs(records, "views", baseline=("backbone/a", "base")).label) == ["base", "c"]
+    with pytest.raises(ValueError, match="no run labelled"):
+        choice_runs(records, "views", baseline=("nope", "x"))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ssltutor.models import BACKBONES, HEADS, create_backbone, head, mlp
+from ssltutor.models import BACKBONES, CONVNETS, HEADS, create_backbone, head, mlp
 
 
 @pytest.mark.parametrize("name", BACKBONES)
@@ -62,3 +62,31 @@ def test_named_heads(kind):
         assert out.shape[1] == 64
     with pytest.raises(ValueError):
         head("nope", 8)
+
+
+@pytest.mark.parametrize("name", CONVNETS)
+def test_convnets_take_the_width_and_pool_globally(name):
+    net = create_backbone(name, width=12)
+    assert net.feature_dim == 96 and net.name == f"{name}12"
+    for size in (24, 32):  # training views may be smaller than the evaluation size
+        assert net(torch.randn(2, 3, size, size)).shape == (2, 96)
+    with pytest.raises(ValueError, match="width"):
+        create_backbone(name, width=0)
+
+
+def test_fast_and_residual_convnets_work_at_lower_resolution():
+    x = torch.randn(1, 3, 32, 32)
+    small, fast, res = (create_backbone(n, width=8) for n in ("small_convnet", "fast_convnet", "res_convnet"))
+    assert small.stages[0](small.stem(x)).shape[-1] == 16
+    assert fast.stem(x).shape[-1] == 16 and fast.stages[0](fast.stem(x)).shape[-1] == 8
+    first = res.stages[0]
+    fmap = res.stem(x)
+    assert fmap.shape[-1] == 32 and first(fmap).shape[-1] == 16
+    # the residual branch: zeroing its conv leaves relu(bn(pool(conv(x)))) unchanged
+    with torch.no_grad():
+        first.residual[0].weight.zero_()
+        res.eval()
+        down = first.down(fmap)
+        bias = torch.relu(first.residual[1].bias - first.residual[1].running_mean *
+                          first.residual[1].weight / torch.sqrt(first.residual[1].running_var + 1e-5))
+        assert torch.allclose(first(fmap), down + bias.view(1, -1, 1, 1), atol=1e-5)

@@ -164,3 +164,34 @@ def test_plot_bar_comparison_table_and_raw_seeds():
     assert heights == pytest.approx([0.6, 0.9])  # mean over seeds
     with pytest.raises(ValueError, match="no column"):
         plots.plot_bar_comparison(seeds, x="method", y="f1")
+
+
+def _records():
+    rows = []
+    for label, seeds in (("simclr", (0, 1)), ("byol", (0,))):
+        for seed in seeds:
+            for epoch in (1, 2, 3):
+                rows.append({"label": label, "seed": seed, "epoch": epoch, "seconds": 10.0 * epoch + seed,
+                             "knn_monitor": 0.3 + 0.05 * epoch + 0.01 * seed, "probe": 0.5 + 0.01 * seed,
+                             "probe0": 0.4})
+    return pd.DataFrame(rows)
+
+
+def test_plot_accuracy_vs_time_draws_a_line_per_group_with_bands_stars_and_floors():
+    fig = plots.plot_accuracy_vs_time(_records(), title="t")
+    ax = _main_axes(fig)[0]
+    assert [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")] == ["simclr", "byol"]
+    simclr = ax.get_lines()[0]
+    assert np.allclose(simclr.get_xdata(), [10.5, 20.5, 30.5]) and np.allclose(simclr.get_ydata(), [0.355, 0.405, 0.455])
+    assert len(ax.collections) == 3  # one seed band (simclr has two seeds) + two star markers
+    floors = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+    assert len(floors) == 2 and floors[0].get_ydata()[0] == pytest.approx(0.4)
+    assert ax.get_xlabel().startswith("train time") and ax.get_title() == "t"
+
+
+def test_plot_accuracy_vs_time_skips_missing_curves_and_checks_columns():
+    frame = _records().assign(knn_monitor=np.nan)
+    ax = _main_axes(plots.plot_accuracy_vs_time(frame, final=None, floor=None))[0]
+    assert not [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+    with pytest.raises(ValueError, match="no column"):
+        plots.plot_accuracy_vs_time(frame.drop(columns="probe"))

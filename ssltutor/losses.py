@@ -392,7 +392,7 @@ def swav_loss(
     """
     _check_pair("scores1", scores1, "scores2", scores2)
     _check_positive("temperature", temperature)
-    local = [s.float() for s in local_scores]
+    local = [s.to(scores1.dtype) for s in local_scores]  # the decorator upcasts only direct tensor arguments
     for i, s in enumerate(local):
         if s.shape != scores1.shape:
             raise ValueError(f"local_scores[{i}] must have the shape of scores1 {tuple(scores1.shape)}, "

@@ -33,7 +33,8 @@ class Method(nn.Module):
     implement :meth:`step`.
 
     ``exclude_bias_norm``: biases and normalisation parameters get no weight decay (and no LARS adaptation),
-    as in SimCLR/BYOL/solo-learn. Set to False where the paper decays everything (SwAV's CaSSLe script).
+    as in SimCLR/BYOL/solo-learn. ``fit(..., exclude_bias_norm=False)`` decays and scales everything for one run,
+    where the paper's code does (CaSSLe's SwAV script, the three FKT scripts).
     """
 
     exclude_bias_norm = True

@@ -159,8 +159,8 @@ def _attempt(rows: list[Row], section: str, name: str, fn: Callable[[], dict]) -
     row.values.setdefault("wall_s", round(time.perf_counter() - start, 2))
     rows.append(row)
     shown = ", ".join(f"{k}={_fmt(v)}" for k, v in row.values.items())
-    print(f"[{row.status}] {section}: {name}" + (f"  {shown}" if shown else "") + (f"  ({row.note})" if row.note else ""),
-          flush=True)
+    note = f"  ({row.note})" if row.note else ""
+    print(f"[{row.status}] {section}: {name}" + (f"  {shown}" if shown else "") + note, flush=True)
     return row
 
 
@@ -221,10 +221,11 @@ def code_paths(data, device: torch.device, sizes: Sizes) -> list[Row]:
             steady = float(np.median(rates[2:] or rates))
             values = {"loss_first": float(losses.iloc[0]), "loss_last": float(losses.iloc[-1]),
                       "steady_img_s": steady, "first_step_s": sizes.batch_size / rates[0]}
-            if not (bool(np.isfinite(losses).all()) and moved and layout_ok):
-                values["_status"] = "FAIL"
-                values["_note"] = ("non-finite loss " if not np.isfinite(losses).all() else "") + (
-                    "weights did not move " if not moved else "") + ("weights not channels_last" if not layout_ok else "")
+            problems = [text for ok, text in ((bool(np.isfinite(losses).all()), "non-finite loss"),
+                                              (moved, "weights did not move"),
+                                              (layout_ok, "weights not channels_last")) if not ok]
+            if problems:
+                values["_status"], values["_note"] = "FAIL", "; ".join(problems)
             return values
 
         _attempt(rows, "code paths", name, run)
@@ -440,8 +441,9 @@ def environment(device: torch.device) -> dict:
             "platform": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "device": str(device)}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        info.update(gpu=props.name, capability=f"{props.major}.{props.minor}", memory_gib=round(props.total_memory / 2**30, 1),
-                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
+        info.update(gpu=props.name, capability=f"{props.major}.{props.minor}",
+                    memory_gib=round(props.total_memory / 2**30, 1), cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version(),
                     bf16=torch.cuda.is_bf16_supported())
     return info
 

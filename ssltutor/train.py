@@ -52,7 +52,8 @@ class LARS(torch.optim.Optimizer):
                  trust_coefficient: float = 0.02, clip: bool = True, nesterov: bool = False,
                  exclude: bool = True, eps: float = 1e-8):
         if not trust_coefficient > 0:
-            raise ValueError(f"trust_coefficient must be > 0 (0.02 solo-learn, 0.001 SwAV/FKT), got {trust_coefficient}")
+            raise ValueError(f"trust_coefficient must be > 0 (0.02 solo-learn, 0.001 SwAV/FKT), got "
+                             f"{trust_coefficient}")
         if nesterov and not momentum > 0:
             raise ValueError(f"nesterov=True needs momentum > 0, got {momentum}")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,

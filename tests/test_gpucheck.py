@@ -76,7 +76,8 @@ def test_dry_run_of_every_section_on_cpu(gpu_data, tmp_path):
     assert rows[("code paths", "bf16 + channels_last")]["status"] == "PASS"
     names = [name for section, name in rows if section == "throughput"]
     assert len(names) == len(gpucheck.throughput_methods(gpucheck.Sizes.toy())) >= 20
-    assert {"supervised", "swav multi-crop", "fkt", "dogo (resnet18 + resnet50)", "cassle(simclr), distilling"} <= set(names)
+    assert {"supervised", "swav multi-crop", "fkt", "dogo (resnet18 + resnet50)",
+            "cassle(simclr), distilling"} <= set(names)
     colab = [r for r in record["rows"] if r["section"] == "colab"]
     assert len(colab) == len(gpucheck.NOTEBOOK_COST) and all(r["values"]["notebook_projected_min"] > 0 for r in colab)
     assert json.loads((tmp_path / "r.json").read_text())["rows"][0]["section"] == "code paths"

@@ -167,8 +167,8 @@ def test_lars_matches_reference(clip, nesterov, trust, wd, exclude):
     grads = [(torch.randn(12, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64))
              for _ in range(3)]
     w, b = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(b0.clone())
-    opt = make_optimizer([{"params": [w], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0, "lars_exclude": True}],
-                         "lars", lr=0.3, momentum=0.9,
+    groups = [{"params": [w], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0, "lars_exclude": True}]
+    opt = make_optimizer(groups, "lars", lr=0.3, momentum=0.9,
                          options=dict(trust_coefficient=trust, clip=clip, nesterov=nesterov, exclude=exclude))
     for gw, gb in grads:
         w.grad, b.grad = gw.clone(), gb.clone()

@@ -1,4 +1,6 @@
-"""The prepared GPU check behind ``python -m ssltutor.bench gpu``: one script, under 8 minutes on one GPU.
+"""The prepared GPU check behind ``python -m ssltutor.bench gpu``: one script, sized for under 8 minutes on one
+H200 (an estimate until it has run: no GPU was lent to the session that wrote it; a T4 takes longer, run it there
+with ``--sections paths,epoch,colab``).
 
     python -m ssltutor.bench gpu --write-data gpu_data   # once, on any machine: 10,000 CIFAR-10 images (~31 MB)
     python -m ssltutor.bench gpu --data gpu_data         # on the CUDA machine (gpu_data/ travels beside the repo)

@@ -354,36 +354,12 @@ def _run_step(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def bench_gpu(batch_size: int = 512, size: int = 32, repeats: int = 10) -> None:
-    """The GPU check (< 5 min on one H200): every method's step at ResNet-18 / 32 px in bf16 + channels_last,
-    without and with torch.compile, then one SimCLR epoch on CIFAR-sized data (50,000 uint8 images resident on the
-    GPU) timed with CUDA events, as a table."""
-    if not torch.cuda.is_available():
-        raise SystemExit("python -m ssltutor.bench gpu needs a CUDA GPU: none is visible (torch.cuda.is_available() "
-                         "is False). Run it on a GPU machine, or use `python -m ssltutor.bench step` on the CPU.")
-    from .methods import create
-    from .models import create_backbone
-    from .train import fit
-
-    torch.backends.cudnn.benchmark = True
-    for compile_ in (False, True):
-        bench_step(ENGINE_METHODS, ["resnet18"], ["bf16"], "cuda", batch_size, size, repeats=repeats, compile=compile_)
-    images = torch.randint(0, 256, (50_000, 3, size, size), dtype=torch.uint8, device="cuda")
-    labels = torch.randint(0, 10, (50_000,), device="cuda")
-    method = create("simclr", create_backbone("resnet18"), image_size=size)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    fit(method, (images, labels), epochs=1, batch_size=batch_size, precision="bf16", channels_last=True,
-        device="cuda", progress=False)
-    end.record()
-    torch.cuda.synchronize()
-    seconds = start.elapsed_time(end) / 1000
-    print(f"simclr resnet18 one epoch of 50,000 images at {size} px, batch {batch_size}, bf16+channels_last: "
-          f"{seconds:.1f} s, {50_000 / seconds:.0f} img/s")
-
-
 def _run_gpu(args: argparse.Namespace) -> None:
-    bench_gpu(args.batch_size, args.size, args.repeats)
+    from .gpucheck import main as gpu_check
+
+    status = gpu_check(args)
+    if status:
+        raise SystemExit(status)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -516,10 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
     learn.add_argument("--threads", type=int, default=2)
     learn.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     learn.set_defaults(func=_run_learn)
-    gpu = commands.add_parser("gpu", help="the GPU check: every method on ResNet-18 in bf16 (+compile), one epoch")
-    gpu.add_argument("--batch-size", type=int, default=512)
-    gpu.add_argument("--size", type=int, default=32)
-    gpu.add_argument("--repeats", type=int, default=10)
+    gpu = commands.add_parser("gpu", help="the GPU check (ssltutor.gpucheck): CUDA code paths, every method's step "
+                              "on ResNet-18, one SimCLR epoch, short colab runs of the paper notebooks")
+    from .gpucheck import add_arguments as gpu_arguments
+
+    gpu_arguments(gpu)
     gpu.set_defaults(func=_run_gpu)
     return parser
 

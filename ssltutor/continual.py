@@ -37,7 +37,7 @@ from torch import nn
 
 from .data import augment
 from .data.splits import Task, class_incremental_tasks, data_incremental_tasks
-from .evaluate import continual_metrics, extract_features, linear_probe, task_accuracies
+from .evaluate import augmented_features, continual_metrics, extract_features, linear_probe, task_accuracies
 from .methods.base import Method
 from .train import History, _atomic_write, fit, resolve_device
 
@@ -79,21 +79,35 @@ class TaskEvaluation:
     overall: float
 
 
+PROBE_AUGMENTS = ("none", "crop_flip")
+
+
 def evaluate_backbone(backbone: nn.Module, train, test, tasks: Sequence[Task], *, transform=None, seed: int = 0,
-                      device=None, **probe_options) -> TaskEvaluation:
+                      device=None, augment_train: str = "none", augment_copies: int | None = None,
+                      **probe_options) -> TaskEvaluation:
     """Linear probe of a frozen ``backbone``: trained on every labelled image of ``train`` (an ImageDataset), scored
     on ``test`` overall and per task (``tasks`` from :mod:`ssltutor.data.splits`).
 
     transform: uint8 -> normalised float input (default: ``eval_transform`` at the images' size with the dataset's
     statistics). probe_options: passed to :func:`ssltutor.evaluate.linear_probe` (epochs, optimizer, lr, schedule,
     ...; its defaults otherwise: Adam on standardised features, 100 epochs).
+    augment_train: ``"none"`` (features of the clean train images) or ``"crop_flip"`` (CaSSLe's ``main_linear.py``:
+    RandomResizedCrop(0.08-1) + horizontal flip, a new view every epoch, or ``augment_copies`` views reused in turn;
+    :func:`ssltutor.evaluate.augmented_features`).
     """
+    if augment_train not in PROBE_AUGMENTS:
+        raise ValueError(f"augment_train must be one of {', '.join(PROBE_AUGMENTS)}, got {augment_train!r}")
     device = resolve_device(device)
+    size, stats = train.images.shape[-1], augment.STATS.get(train.name, augment.IMAGENET_STATS)
     if transform is None:
-        transform = augment.eval_transform(train.images.shape[-1], *augment.STATS.get(train.name, augment.IMAGENET_STATS))
+        transform = augment.eval_transform(size, *stats)
     backbone = backbone.to(device)
     f_train = extract_features(backbone, train.images, transform, device=device)
     f_test = extract_features(backbone, test.images, transform, device=device)
+    if augment_train == "crop_flip":
+        views = augment.supervised_views(size, *stats, scale=(0.08, 1.0))
+        probe_options["epoch_features"] = augmented_features(backbone, train.images, views, seed, augment_copies,
+                                                             device=device)
     result = linear_probe(f_train, train.labels, f_test, test.labels, num_classes=len(train.classes), seed=seed,
                           **probe_options)
     predictions = result.predictions.cpu()
@@ -295,7 +309,8 @@ VARIANTS = ("fine_tune", "cassle", "supervised", "joint")
 
 
 def _fit_options(settings: dict, method_name: str) -> dict:
-    keys = ("batch_size", "optimizer", "lr", "weight_decay", "warmup_epochs", "precision", "channels_last")
+    keys = ("batch_size", "optimizer", "lr", "weight_decay", "warmup_epochs", "min_lr", "precision",
+            "channels_last", "optimizer_options", "exclude_bias_norm")
     options = {k: settings[k] for k in keys if k in settings}
     options.update(settings.get("method_overrides", {}).get(method_name, {}))
     return options
@@ -304,7 +319,9 @@ def _fit_options(settings: dict, method_name: str) -> dict:
 def probe_options(settings: dict) -> dict:
     """The linear-probe settings of a preset dict."""
     return {"epochs": settings["probe_epochs"], "optimizer": settings.get("probe_optimizer", "adam"),
-            "lr": settings.get("probe_lr"), "schedule": settings.get("probe_schedule", "cosine")}
+            "lr": settings.get("probe_lr"), "schedule": settings.get("probe_schedule", "cosine"),
+            "augment_train": settings.get("probe_augment", "none"),
+            "augment_copies": settings.get("probe_augment_copies")}
 
 
 def initial_backbone(settings: dict, seed: int):

@@ -33,6 +33,7 @@ __all__ = [
     "knn_accuracy",
     "ProbeResult",
     "linear_probe",
+    "augmented_features",
     "classification_metrics",
     "confusion_matrix",
     "task_accuracies",
@@ -242,6 +243,7 @@ def linear_probe(
     seed: int = 0,
     standardize: bool = True,
     schedule: str = "cosine",
+    epoch_features: Callable[[int], Tensor] | None = None,
 ) -> ProbeResult:
     """Train a linear classifier on frozen features; select the epoch by validation accuracy; report test accuracy.
 
@@ -267,6 +269,10 @@ def linear_probe(
         standardize: z-score features with the mean/std of the training part (makes one lr fit all backbones).
         schedule: ``"cosine"`` (per step, to 0), ``"step"`` (x0.1 at 60 % and 80 % of the epochs, CaSSLe) or
             ``"constant"``.
+        epoch_features: ``epoch -> (N, D)`` features of augmented train images (the rows of ``train_features``,
+            same order), used in place of ``train_features`` for that epoch's steps: a probe trained with data
+            augmentation (CaSSLe's ``main_linear.py``). ``train_features`` (the clean images) still set the
+            standardisation and the hold-out. See :func:`augmented_features`.
 
     Returns:
         :class:`ProbeResult`.
@@ -283,6 +289,7 @@ def linear_probe(
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     device = train_features.device
     x, y = train_features.float(), train_labels.to(device).long()
+    train_idx = None
     if val is not None:
         x_val, y_val = val[0].to(device).float(), val[1].to(device).long()
         _check_features("val features", x_val, y_val)
@@ -336,9 +343,11 @@ def linear_probe(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         epoch_lr = lr_at(step)
+        x_epoch = x if epoch_features is None else _epoch_rows(epoch_features(epoch), train_features, train_idx,
+                                                                mean, std)
         for start in range(0, n, batch_size):
             index = order[start : start + batch_size] if order is not None else slice(None)
-            logits = linear(x[index])
+            logits = linear(x_epoch[index])
             loss = F.cross_entropy(logits, y[index])
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
@@ -364,6 +373,44 @@ def linear_probe(
         predictions = linear(test_features.to(device).float()).argmax(1)
     accuracy = (predictions == test_labels.to(device)).float().mean().item() if len(predictions) else float("nan")
     return ProbeResult(accuracy, predictions, best_epoch, best_val, history, linear)
+
+
+def _epoch_rows(features: Tensor, clean: Tensor, train_idx: Tensor | None, mean: Tensor, std: Tensor) -> Tensor:
+    """One epoch's augmented features, checked against the clean ones, held-out rows dropped, standardised."""
+    if features.shape != clean.shape:
+        raise ValueError(f"epoch_features must return the shape of train_features {tuple(clean.shape)}, got "
+                         f"{tuple(features.shape)}")
+    features = features.to(mean.device).float()
+    return ((features if train_idx is None else features[train_idx]) - mean) / std
+
+
+def augmented_features(backbone: nn.Module, images: Tensor, views, seed: int = 0, copies: int | None = None,
+                       batch_size: int = 512, device=None) -> Callable[[int], Tensor]:
+    """An ``epoch_features`` for :func:`linear_probe`: ``epoch -> (N, D)`` features of ``views(images)`` (one
+    augmented view per image, e.g. ``augment.supervised_views(size, *stats, scale=(0.08, 1.0))``: CaSSLe's
+    RandomResizedCrop + flip) through the frozen ``backbone`` in eval mode.
+
+    copies: None draws a fresh view of every image each epoch (the papers' probes; one forward pass over the train
+    set per epoch); ``k`` draws k views once and cycles through them (k passes in all, k feature matrices kept)."""
+    if copies is not None and copies < 1:
+        raise ValueError(f"copies must be >= 1 or None (a fresh view every epoch), got {copies}")
+    generator = torch.Generator().manual_seed(seed)
+    cache: dict[int, Tensor] = {}
+
+    def draw() -> Tensor:
+        def transform(batch, _generator):
+            return views(batch, generator)[0]
+        return extract_features(backbone, images, transform, batch_size, device)
+
+    def features(epoch: int) -> Tensor:
+        if copies is None:
+            return draw()
+        key = (epoch - 1) % copies
+        if key not in cache:
+            cache[key] = draw()
+        return cache[key]
+
+    return features
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ Conventions shared by all functions here:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -248,14 +248,17 @@ def barlow_twins(z1: Tensor, z2: Tensor, lambda_offdiag: float = 5e-3, scale: fl
 
 
 @_in_float32
-def vicreg_terms(z1: Tensor, z2: Tensor, eps: float = 1e-4) -> dict[str, Tensor]:
+def vicreg_terms(z1: Tensor, z2: Tensor, eps: float = 1e-4, halve_variance: bool = True) -> dict[str, Tensor]:
     """The three unweighted VICReg terms (Bardes, Ponce & LeCun, 2022, arXiv:2105.04906).
 
     With unbiased batch statistics per dimension d (as in the official code)::
 
         invariance = (1 / (B D)) sum_{i,d} (z1_id - z2_id)^2                       (mean squared error)
-        variance   = 1/2 sum_{z in z1,z2} (1 / D) sum_d relu(1 - sqrt(Var(z_d) + eps))
+        variance   = c sum_{z in z1,z2} (1 / D) sum_d relu(1 - sqrt(Var(z_d) + eps))
         covariance = sum_{z in z1,z2} (1 / D) sum_{d != e} Cov(z)_de^2,   Cov(z) = (z - mean)^T (z - mean) / (B - 1)
+
+    c = 1/2 (``halve_variance=True``, the VICReg code) or 1 (``False``, the CaSSLe/solo-learn code: at the same
+    weight 25 the variance term there pulls twice as hard).
 
     Args:
         z1, z2: (B, D) projections of the two views, B >= 2.  eps: > 0, keeps the square root differentiable at 0.
@@ -275,7 +278,7 @@ def vicreg_terms(z1: Tensor, z2: Tensor, eps: float = 1e-4) -> dict[str, Tensor]
 
     return {
         "invariance": F.mse_loss(z1, z2),
-        "variance": (variance(z1) + variance(z2)) / 2,
+        "variance": (variance(z1) + variance(z2)) / (2 if halve_variance else 1),
         "covariance": covariance(z1) + covariance(z2),
     }
 
@@ -287,6 +290,7 @@ def vicreg(
     var_weight: float = 25.0,
     cov_weight: float = 1.0,
     eps: float = 1e-4,
+    halve_variance: bool = True,
 ) -> Tensor:
     """VICReg loss (Bardes, Ponce & LeCun, 2022, arXiv:2105.04906)::
 
@@ -296,12 +300,13 @@ def vicreg(
 
     Args:
         z1, z2: (B, D) projections of the two views, B >= 2.  *_weight: >= 0.  eps: > 0.
+        halve_variance: the variance term averaged over the two views (VICReg code) or summed (CaSSLe code).
     Returns:
         scalar loss.
     """
     for name, weight in (("sim_weight", sim_weight), ("var_weight", var_weight), ("cov_weight", cov_weight)):
         _check_non_negative(name, weight)
-    terms = vicreg_terms(z1, z2, eps=eps)
+    terms = vicreg_terms(z1, z2, eps=eps, halve_variance=halve_variance)
     return sim_weight * terms["invariance"] + var_weight * terms["variance"] + cov_weight * terms["covariance"]
 
 
@@ -362,29 +367,44 @@ def swav_loss(
     iterations: int = 3,
     queue1: Tensor | None = None,
     queue2: Tensor | None = None,
+    local_scores: Sequence[Tensor] = (),
 ) -> Tensor:
-    """SwAV swapped-prediction loss (Caron et al., 2020, arXiv:2006.09882).
+    """SwAV swapped-prediction loss (Caron et al., 2020, arXiv:2006.09882), with optional multi-crop.
 
-    Codes q_v = sinkhorn([queue_v; scores_v])[batch rows] (no gradient); each view predicts the other view's code::
+    Codes q_v = sinkhorn([queue_v; scores_v])[batch rows] (no gradient) of the two global crops; every other crop
+    (the other global crop and the L local crops) predicts each code, and the predictions are averaged::
 
-        loss = 1/2 [ -(1/B) sum_i sum_k q2_ik log softmax(scores1_i / tau)_k
-                     -(1/B) sum_i sum_k q1_ik log softmax(scores2_i / tau)_k ]
+        CE(q, s) = -(1/B) sum_i sum_k q_ik log softmax(s_i / tau)_k
+        loss = 1/2 [ (CE(q2, scores1) + sum_l CE(q2, local_l)) / (1 + L)
+                   + (CE(q1, scores2) + sum_l CE(q1, local_l)) / (1 + L) ]
+
+    With L = 0 this is the two-view loss 1/2 [CE(q2, scores1) + CE(q1, scores2)]. Local crops only predict: they
+    never make codes (SwAV's ``crops_for_assign`` = the two global crops).
 
     Args:
         scores1, scores2: (B, K) prototype scores of views 1 and 2 (normalised z times normalised prototypes).
         temperature: tau > 0 (SwAV/CaSSLe: 0.1).  epsilon, iterations: Sinkhorn settings (0.05, 3).
         queue1, queue2: optional (Q, K) scores of queued embeddings of each view **against the current prototypes**;
             they only enlarge the Sinkhorn problem (more samples for equipartition); the loss uses the batch rows.
+        local_scores: (B, K) scores of each local crop (multi-crop; SwAV's 6 crops of 96 px).
     Returns:
         scalar loss.
     """
     _check_pair("scores1", scores1, "scores2", scores2)
     _check_positive("temperature", temperature)
+    local = [s.to(scores1.dtype) for s in local_scores]  # the decorator upcasts only direct tensor arguments
+    for i, s in enumerate(local):
+        if s.shape != scores1.shape:
+            raise ValueError(f"local_scores[{i}] must have the shape of scores1 {tuple(scores1.shape)}, "
+                             f"got {tuple(s.shape)}")
     code1 = _codes(scores1, queue1, epsilon, iterations)
     code2 = _codes(scores2, queue2, epsilon, iterations)
-    loss1 = -(code2 * F.log_softmax(scores1 / temperature, dim=1)).sum(dim=1).mean()
-    loss2 = -(code1 * F.log_softmax(scores2 / temperature, dim=1)).sum(dim=1).mean()
-    return (loss1 + loss2) / 2
+
+    def predicted(code: Tensor, students: list[Tensor]) -> Tensor:
+        terms = [-(code * F.log_softmax(s / temperature, dim=1)).sum(dim=1).mean() for s in students]
+        return torch.stack(terms).mean()
+
+    return (predicted(code2, [scores1, *local]) + predicted(code1, [scores2, *local])) / 2
 
 
 swav = swav_loss  # the name used in the interface spec

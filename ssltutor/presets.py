@@ -2,14 +2,30 @@
 
 * ``smoke``: seconds, for tests and CI (tiny convnet, a few hundred images, one or two epochs);
 * ``cpu``: minutes on a 2-core laptop (small convnet, 32 px, the real subsets or the embedded digits);
+* ``colab``: about an hour per paper notebook on one Colab T4 (ResNet-18 with the CIFAR stem, 32 px, 20,000
+  training images, fp16): the papers' networks on a free GPU, with short schedules;
 * ``paper``: the paper's setting where it is known (ResNet, full resolution, hundreds of epochs): for a GPU.
 
 ``preset(name, **overrides)`` returns a plain dict; paper notebooks take the shared keys and add their own from
-``PAPER_PRESETS[paper][name]`` (each value with its source in a comment).
+``PAPER_PRESETS[paper][name]`` (each value with its source in a comment). The name ``"auto"`` (the default of
+the notebooks opened from the book's Colab button) resolves to ``colab`` in a Colab session with a GPU and to
+``cpu`` everywhere else (:func:`resolve_preset`).
+
+How ``colab`` is sized (an estimate from published figures, no GPU measurement: none was available when it was
+written; ``python -m ssltutor.bench gpu`` measures the real numbers). Lambda Labs timed the DAWNBench ResNet-9 at
+131 s for 24 epochs of CIFAR-10 in fp16 on an RTX 2080 Ti ("ResNet9: train to 94% CIFAR10 accuracy in 100 seconds
+with a single Turing GPU"), ~9,200 training images/s. A T4 is the same Turing generation at 70 W with about half
+the memory bandwidth (320 vs 616 GB/s): ~0.5x, ~4,600 images/s. ResNet-18 with the CIFAR stem costs ~1.5x
+ResNet-9's multiply-adds (0.56 vs ~0.38 GMAC per 32 px image): ~3,000 images/s; our on-device augmentation and
+step are less tuned than that benchmark, so the budget is **2,000 backbone passes/s** (forward + backward of one
+32 px image through ResNet-18), i.e. ~7.2 M passes per hour. Each notebook's sizes below divide that by what its
+variants cost per training image and epoch (a SimCLR step = 2 passes, BYOL ~2.7, a rotation auxiliary +2, a
+forward-only pass ~1/3).
 """
 from __future__ import annotations
 
 import copy
+import sys
 
 PRESETS: dict[str, dict] = {
     "smoke": dict(backbone="small_convnet", width=8, head_scale=1 / 32, image_size=32, epochs=1, batch_size=64,
@@ -24,6 +40,12 @@ PRESETS: dict[str, dict] = {
     "cpu": dict(backbone="res_convnet", width=16, head_scale=1 / 4, image_size=32, epochs=15, batch_size=128,
                 max_train=None, max_test=None, precision="bf16", channels_last=True, optimizer="adam", lr=1e-3,
                 weight_decay=1e-6, warmup_epochs=0, probe_epochs=100, knn_k=50, crop_scale=(0.2, 1.0)),
+    # ours: the paper networks at 32 px, short schedules (module docstring: ~7.2 M ResNet-18 passes per T4 hour).
+    # fp16 with the grad scaler because the T4 (Turing) has no bf16 tensor cores; LARS 0.4 / wd 1e-5 / warmup
+    # as solo-learn's CIFAR SimCLR, warmup cut to 2 epochs for 16-40 epoch runs
+    "colab": dict(backbone="resnet18", width=None, head_scale=1.0, image_size=32, epochs=30, batch_size=256,
+                  max_train=20_000, max_test=None, precision="fp16", channels_last=True, optimizer="lars", lr=0.4,
+                  weight_decay=1e-5, warmup_epochs=2, probe_epochs=50, knn_k=200, crop_scale=(0.08, 1.0)),
     "paper": dict(backbone="resnet18", width=None, head_scale=1.0, image_size=32, epochs=500, batch_size=256,
                   max_train=None, max_test=None, precision="bf16", channels_last=True, optimizer="lars", lr=0.4,
                   weight_decay=1e-5, warmup_epochs=10, probe_epochs=100, knn_k=200, crop_scale=(0.08, 1.0)),
@@ -58,14 +80,25 @@ PAPER_PRESETS["fkt"] = {
                 pretrain_epochs=15, finetune_epochs=15,  # [code] RT trains twice as long: 101 + 100 epochs vs 100
                 pretrain_lr=0.05, finetune_lr=0.05, pretrain_optimizer="sgd", finetune_optimizer="sgd",
                 pretrain_weight_decay=5e-4, finetune_weight_decay=5e-4),
+    # ours: ResNet-18 (CIFAR stem) at 32 px from random init ([code] ImageNet init needs the 224 px stem), the
+    # usual supervised CIFAR recipe (SGD 0.1, wd 5e-4, cosine) for all three stages; per epoch on the 17,000 images
+    # left after the validation split: supervised 1 + FKT 3 (two views + the clean image) + RT 2 + 1 passes, the
+    # 10 % / 25 % sweep another 0.35x of that: ~160 k passes/epoch, 30 epochs ~4.8 M passes + per-epoch scoring
+    "colab": dict(_FKT_COMMON, epochs=30, pretrain_epochs=30, finetune_epochs=30, optimizer="sgd", lr=0.1,
+                  weight_decay=5e-4, warmup_epochs=1, pretrain_optimizer="sgd", finetune_optimizer="sgd",
+                  pretrain_lr=0.1, finetune_lr=0.1, pretrain_weight_decay=5e-4, finetune_weight_decay=5e-4),
     "paper": dict(_FKT_COMMON, backbone="resnet50", width=None, image_size=224,  # paper: ResNet-50 at 224 px
                   batch_size=256, epochs=100,    # [code] batch 256, 100 epochs, drop_last
                   optimizer="sgd", lr=2.5e-4, weight_decay=1e-6,  # [code] joint_train.py: SGD lr 2.5e-4, wd 1e-6
                   schedule="constant", warmup_epochs=0,  # [code] no schedule, no warmup
                   pretrained=True, stats="fkt_code",  # [code] ImageNet init (a download), fundus stats for all
-                  pretrain_epochs=101, pretrain_optimizer="sgd", pretrain_lr=5e-4,  # [code] pretrain.py (Nesterov)
+                  exclude_bias_norm=False,  # [code] all three scripts: one group, every parameter decayed
+                  pretrain_epochs=101, pretrain_optimizer="sgd", pretrain_lr=5e-4,  # [code] pretrain.py
+                  pretrain_optimizer_options={"nesterov": True},  # [code] pretrain.py: SGD(nesterov=True)
                   pretrain_weight_decay=5e-4, pretrain_schedule="constant",  # [code] cosine T_max=1000 ~ flat
                   finetune_epochs=100, finetune_optimizer="lars", finetune_lr=0.005,  # [code] finetune.py: LARS
+                  # [code] finetune.py's own LARS: trust 1e-3, no clipping, Nesterov, every parameter scaled
+                  finetune_optimizer_options={"trust_coefficient": 1e-3, "clip": False, "nesterov": True},
                   finetune_weight_decay=1e-6, finetune_schedule="constant"),  # [code] cosine T_max=1000 ~ flat
 }
 
@@ -90,6 +123,11 @@ PAPER_PRESETS["dogo"] = {
     # digits notebook near 60-90 s on 2 cores
     "cpu": dict(_DOGO_COMMON, model_small="res_convnet8", model_large="res_convnet16", lr=1e-3, epochs=10,
                 precision="bf16"),
+    # ours: the paper's pair (ResNet-18 with a ResNet-50 peer, CIFAR stems, 32 px) and Adam 3e-4 [code], 25
+    # epochs: small alone 2 + large alone ~4.6 + the pair ~6.6 passes per image and epoch (ResNet-50 ~2.3x
+    # ResNet-18), ~6.6 M passes; batch 128 keeps two ResNet-50 views within a T4's 16 GB
+    "colab": dict(_DOGO_COMMON, model_small="resnet18", model_large="resnet50", lr=3e-4, batch_size=128,
+                  epochs=25),
     # [code] ResNet-18 with a ResNet-50 peer, Adam 3e-4, batch 256, 1000 epochs (main:config/simclr.yaml), the
     # code's KL ("mean", divides by B*B) and weights [100, 1]; probe: Adam, 100 epochs
     "paper": dict(_DOGO_COMMON, model_small="resnet18", model_large="resnet50", lr=3e-4, batch_size=256,
@@ -99,6 +137,9 @@ PAPER_PRESETS["dogo"] = {
 
 # Paper 002, EffSSL (ssltutor/methods/rotation.py, ssltutor/rotation_study.py, notebooks/04). [code] = the released
 # SwAV+rotation code (papers.md 3.2); the rest are ours, for the reason given.
+# [code] EffSSL's SwAV multi-crop: 2 global crops at scale 0.14-1 + 6 local crops at 0.05-0.14 (96 px at 224 px).
+# Ours: at 32 px the local crops are 16 px (96/224 of 32 px is 14; 16 keeps whole feature maps through ResNet-18)
+_SWAV_MULTI_CROP = dict(crop_scale=(0.14, 1.0), num_local_crops=6, local_crop_size=16, local_crop_scale=(0.05, 0.14))
 _ROTATION_COMMON = dict(
     rotation_weight=0.1,        # [code] rot_wt 0.1, the two CE terms summed
     rotated_views=(0, 1),       # [code] both global crops, independent angles
@@ -112,9 +153,19 @@ PAPER_PRESETS["rotation"] = {
     # variants x 2 budgets in ~60-90 s on digits; 1 and 4 epochs = the "few epochs" regime the paper targets, at
     # the cost a laptop affords (CIFAR-10 subset: 23 and 92 steps)
     "cpu": dict(_ROTATION_COMMON, width=16, epoch_budgets=(1, 4)),
+    # ours: the notebook's SimCLR and BYOL, each without and with rotation: 2 + 4 + 2.7 + 4.7 = 13.3 passes per
+    # image and epoch, budgets 4 + 16 epochs on 20,000 images ~5.3 M passes, plus kNN after every epoch ~0.8 M;
+    # SwAV (base_methods=["swav"]) runs the paper's multi-crop, at 32 px
+    "colab": dict(_ROTATION_COMMON, epoch_budgets=(4, 16), method_options={"swav": dict(_SWAV_MULTI_CROP)}),
     # paper: 50 epochs is the released ImageNet SwAV+rotation script; 200 = a 4x longer run for the comparison.
-    # The paper's CIFAR epoch sweep could not be read (papers.md 3.4) [unverified]
-    "paper": dict(_ROTATION_COMMON, epoch_budgets=(50, 200)),
+    # The paper's CIFAR epoch sweep could not be read (papers.md 3.4) [unverified]. SwAV as the released run
+    # (scripts/swav_rotnet_50ep_bs1024_withmc.sh): multi-crop, 3000 prototypes, no queue, SwAV's LARS (trust
+    # 1e-3, no clipping), base lr 1.2 at batch 1024 -> 0.3 at 256 (linear scaling), final lr 0.0012 -> 3e-4,
+    # wd 1e-6. Ours: warmup from 0 (the script: from 0.3); prototypes frozen 1 epoch (the script: 313 steps)
+    "paper": dict(_ROTATION_COMMON, epoch_budgets=(50, 200),
+                  method_options={"swav": dict(_SWAV_MULTI_CROP, num_prototypes=3000, freeze_prototypes_epochs=1)},
+                  method_overrides={"swav": {"lr": 0.3, "min_lr": 3e-4, "weight_decay": 1e-6,
+                                             "optimizer_options": {"trust_coefficient": 1e-3, "clip": False}}}),
 }
 
 
@@ -136,6 +187,10 @@ PAPER_PRESETS["internal"] = {
     # ours: width 8 and batch 32 because SLA's variant runs 4 rotations (4x the step) and the notebook trains 7
     # models in ~60-90 s on digits; 20 epochs because joint labels converge more slowly than plain labels
     "cpu": dict(_INTERNAL_COMMON, width=8, batch_size=32, epochs=20),
+    # ours: the paper preset's recipe for 18 epochs: supervised 1 + internal ~1.2 + SLA 4 (four rotations) + the
+    # ablation's 6 more internal runs ~12 passes per image and epoch, ~18 x 20,000 x 18 ~6.5 M passes
+    "colab": dict(_INTERNAL_COMMON, optimizer="sgd", lr=0.1, weight_decay=5e-4, batch_size=128, epochs=18,
+                  warmup_epochs=0, labelled_fraction={}),
     # ours: the usual supervised CIFAR recipe (SGD 0.1, momentum 0.9, wd 5e-4, batch 128, 200 epochs, cosine) with
     # ResNet-18 (CIFAR stem); the paper's own training settings could not be read (papers.md 2.2)
     "paper": dict(_INTERNAL_COMMON, backbone="resnet18", width=None, optimizer="sgd", lr=0.1, weight_decay=5e-4,
@@ -158,6 +213,22 @@ _CASSLE_COMMON = dict(
 )
 # ours: small-data sizes for the methods whose defaults assume ImageNet-scale data
 _CASSLE_SMALL_DATA = {"mocov2plus": {"queue_size": 512}, "swav": {"num_prototypes": 100}}
+# [code] bash_files/continual/cifar/*.sh and the methods' code, where they differ from our method defaults
+_CASSLE_CODE_OPTIONS = {
+    "simclr": {"proj_out": 256},                 # --output_dim 256 (our SimCLR default: the SimCLR paper's 128)
+    "swav": {"queue_size": 3840, "queue_start_epoch": 50,  # --queue_size 3840 --epoch_queue_starts 50
+             "prototype_norm": "weight_norm"},   # methods/swav.py: weight_norm prototypes (ours: unit rows)
+    "vicreg": {"crop_scale": (0.2, 1.0),         # --min_scale 0.2
+               "view_options": {"solarize_p": (0.1, 0.1)},  # --solarization_prob 0.1, both views
+               "halve_variance": False},         # losses/vicreg.py sums the two views' variance terms
+}
+_CASSLE_CODE_FIT = {  # per-method fit options ([code] the same scripts)
+    "simclr": {"lr": 0.4, "weight_decay": 1e-5}, "byol": {"lr": 1.0, "weight_decay": 1e-5},
+    "barlow_twins": {"lr": 0.3, "weight_decay": 1e-4}, "vicreg": {"lr": 0.3, "weight_decay": 1e-4},
+    # swav.sh: --min_lr 0.0006 and no --exclude_bias_n_norm: every parameter decayed and LARS-scaled
+    "swav": {"lr": 0.6, "weight_decay": 1e-6, "min_lr": 6e-4, "exclude_bias_norm": False},
+    "mocov2plus": {"lr": 0.4, "weight_decay": 1e-4, "optimizer": "sgd", "warmup_epochs": 0},
+}
 PAPER_PRESETS["cassle"] = {
     # ours: seconds on any dataset (5 tasks of ~50 images need a small batch); the cpu optimiser, because SGD 0.05
     # diverges on VICReg's 25 x MSE distillation when BN statistics have had only a few steps to settle
@@ -169,18 +240,21 @@ PAPER_PRESETS["cassle"] = {
     # keep 3 seeds x 4 runs on the CIFAR-10 subset near 25 CPU-minutes; the shared cpu optimiser (Adam 1e-3, crops
     # 20-100 %) for every method
     "cpu": dict(_CASSLE_COMMON, width=16, batch_size=64, epochs_per_task=6, ssl_options=_CASSLE_SMALL_DATA),
+    # ours: the paper preset's methods, optimiser and per-method lr / wd for 40 epochs per task on 20,000 images;
+    # fine-tune 2 + CaSSLe ~2.5 (+ the frozen forwards) + supervised 1 + joint 2 passes per image and epoch,
+    # ~6 M passes; probes on clean features (the paper's crop + flip probe re-extracts features every epoch,
+    # ~10 M passes for the notebook's 17 probes)
+    "colab": dict(_CASSLE_COMMON, epochs_per_task=40, stem_padding=2, ssl_options=_CASSLE_CODE_OPTIONS,
+                  method_overrides=_CASSLE_CODE_FIT, probe_optimizer="sgd", probe_lr=1.0, probe_schedule="step",
+                  probe_epochs=50),
     # [code] CIFAR-100 scripts: ResNet-18 (CIFAR stem, padding 2), 500 epochs per task, batch 256, LARS, warmup 10,
     # per-method lr / wd (bash_files/continual/cifar/*.sh); MoCo v2+ from the ImageNet-100 script (no CIFAR one);
-    # linear probe SGD lr 1.0, 100 epochs, x0.1 at 60 % and 80 % (main_linear.py; on raw features there)
+    # linear probe SGD lr 1.0, 100 epochs, x0.1 at 60 % and 80 %, trained on RandomResizedCrop(0.08-1) + flip
+    # views of the train images, a new view every epoch (main_linear.py)
     "paper": dict(_CASSLE_COMMON, backbone="resnet18", width=None, head_scale=1.0, stem_padding=2,
                   epochs_per_task=500, batch_size=256, optimizer="lars", warmup_epochs=10, lr=0.4,
                   probe_optimizer="sgd", probe_lr=1.0, probe_schedule="step", probe_epochs=100,
-                  method_overrides={"simclr": {"lr": 0.4, "weight_decay": 1e-5}, "byol": {"lr": 1.0, "weight_decay": 1e-5},
-                                    "barlow_twins": {"lr": 0.3, "weight_decay": 1e-4},
-                                    "vicreg": {"lr": 0.3, "weight_decay": 1e-4},
-                                    "swav": {"lr": 0.6, "weight_decay": 1e-6},
-                                    "mocov2plus": {"lr": 0.4, "weight_decay": 1e-4, "optimizer": "sgd",
-                                                   "warmup_epochs": 0}}),
+                  probe_augment="crop_flip", ssl_options=_CASSLE_CODE_OPTIONS, method_overrides=_CASSLE_CODE_FIT),
 }
 
 
@@ -206,6 +280,10 @@ PAPER_PRESETS["foundations"] = {
     "cpu": dict(width=8, batch_size=64, epochs=6, label_fraction=0.1, embedding_method="tsne",
                 method_options=_FOUNDATIONS_OPTIONS,
                 dataset_overrides=dict(digits=dict(image_size=16, crop_scale=(0.5, 1.0)))),
+    # ours: 9 runs (seven objectives, supervised, SimSiam without stop-gradient) of ~2.2 passes per image and
+    # epoch, 15 epochs on 20,000 images ~6 M passes; the queue and prototypes sized for 20,000 images
+    "colab": dict(epochs=15, label_fraction=1.0, embedding_method="tsne", dataset_overrides={},
+                  method_options=dict(mocov2plus=dict(queue_size=4096), swav=dict(num_prototypes=300))),
     # [solo-learn] ResNet-18 (CIFAR stem), 1000 epochs, linear probe on all labels; the methods' own defaults
     # (papers.md: queue 65,536, 3,000 prototypes); optimizer and lr from the shared paper preset (LARS 0.4)
     "paper": dict(epochs=1000, label_fraction=1.0, embedding_method="tsne", method_options={}, dataset_overrides={}),
@@ -249,10 +327,27 @@ PAPER_PRESETS["learn"] = {
 }
 
 
+PRESET_CHOICES = (*PRESETS, "auto")  # what a notebook's ``preset`` parameter accepts
+
+
+def resolve_preset(name: str) -> str:
+    """``"auto"``: ``"colab"`` in a Google Colab session with a CUDA GPU, else ``"cpu"``; any other name as is.
+
+    Only in Colab: on a workstation or CI machine with a GPU, the book build and the notebook tests keep running
+    the defaults at cpu size (minutes, not an hour per notebook); pass ``preset="colab"`` there to choose it."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "colab" if "google.colab" in sys.modules and torch.cuda.is_available() else "cpu"
+
+
 def preset(name: str, paper: str | None = None, **overrides) -> dict:
-    """The settings of preset ``name`` (optionally merged with ``paper``'s additions), with ``overrides`` applied."""
+    """The settings of preset ``name`` (optionally merged with ``paper``'s additions), with ``overrides`` applied.
+    ``name`` may be ``"auto"`` (:func:`resolve_preset`)."""
+    name = resolve_preset(name)
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESET_CHOICES)}")
     out = copy.deepcopy(PRESETS[name])
     if paper is not None:
         if paper not in PAPER_PRESETS:

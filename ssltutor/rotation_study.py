@@ -27,8 +27,8 @@ from .methods.rotation import rotation_logits
 from .models import CONVNETS, create_backbone
 from .train import FitState, fit, resolve_device
 
-__all__ = ["variant_name", "build_method", "step_time_ratio", "TimedKNNMonitor", "random_init_knn", "run_variant",
-           "Study", "run_study", "rotation_accuracy_per_class", "summarize"]
+__all__ = ["variant_name", "build_method", "fit_options", "step_time_ratio", "TimedKNNMonitor", "random_init_knn",
+           "run_variant", "Study", "run_study", "rotation_accuracy_per_class", "summarize"]
 
 
 def variant_name(base: str, rotation: bool) -> str:
@@ -38,11 +38,12 @@ def variant_name(base: str, rotation: bool) -> str:
 
 def build_method(base: str, rotation: bool, settings: dict, dataset: str | None = None, seed: int = 0,
                  **options) -> Method:
-    """A fresh method from preset ``settings`` (backbone, width, head_scale, image_size); the backbone weights
-    depend only on ``seed``, so a base run and its rotation twin start from the same backbone."""
+    """A fresh method from preset ``settings`` (backbone, width, head_scale, image_size, and the base method's
+    ``method_options``, e.g. SwAV's multi-crop); the backbone weights depend only on ``seed``, so a base run and
+    its rotation twin start from the same backbone."""
     torch.manual_seed(seed)
     backbone = create_backbone(settings["backbone"], **({"width": settings["width"]} if settings.get("width") else {}))
-    extra = dict(options)
+    extra = {**settings.get("method_options", {}).get(base, {}), **options}
     if "crop_scale" in settings:
         extra.setdefault("crop_scale", settings["crop_scale"])
     if base == "mocov2plus":  # the paper's 65,536-key queue is larger than our subsets
@@ -53,6 +54,16 @@ def build_method(base: str, rotation: bool, settings: dict, dataset: str | None 
                 extra.setdefault(key, settings[key])
     return create(variant_name(base, rotation), backbone, dataset=dataset, image_size=settings["image_size"],
                   head_scale=settings["head_scale"], **extra)
+
+
+def fit_options(settings: dict, base: str, epochs: int) -> dict:
+    """``fit`` options of one run: the preset's, then its ``method_overrides[base]`` (e.g. SwAV's own lr and LARS
+    options in the paper preset); warmup never longer than the run."""
+    keys = ("batch_size", "optimizer", "lr", "weight_decay", "warmup_epochs", "precision", "channels_last")
+    options = {k: settings[k] for k in keys}
+    options.update(settings.get("method_overrides", {}).get(base, {}))
+    options["warmup_epochs"] = min(options["warmup_epochs"], epochs - 1)
+    return options
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -152,11 +163,8 @@ def run_variant(base: str, rotation: bool, train: ImageDataset, test: ImageDatas
     method = build_method(base, rotation, settings, dataset=train.name, seed=seed, **options)
     monitor = TimedKNNMonitor(labelled, test, k=settings["knn_k"], every=settings.get("knn_every", 1))
     cpu_start = time.process_time()
-    history = fit(method, train, epochs=epochs, batch_size=settings["batch_size"], optimizer=settings["optimizer"],
-                  lr=settings["lr"], weight_decay=settings["weight_decay"],
-                  warmup_epochs=min(settings["warmup_epochs"], epochs - 1), precision=settings["precision"],
-                  channels_last=settings["channels_last"], device=device, seed=seed, progress=False,
-                  callbacks=[monitor])
+    history = fit(method, train, epochs=epochs, device=device, seed=seed, progress=False, callbacks=[monitor],
+                  **fit_options(settings, base, epochs))
     cpu_s = time.process_time() - cpu_start - monitor.cpu_s
     epochs_df = history.epochs
     result = {"method": method, "history": epochs_df, "train_s": float(epochs_df["time_s"].sum()), "cpu_s": cpu_s,

@@ -143,14 +143,14 @@ def _convert(value: object, param: Parameter, notebook: str) -> object:
 def _check_value(name: str, value: object, param: Parameter, notebook: str) -> None:
     """Values with a known domain: datasets, presets, devices, seeds, and any `# a | b | c` comment."""
     from .data import DATASETS
-    from .presets import PRESETS
+    from .presets import PRESET_CHOICES
 
     where = f"{notebook}: {name}={value!r}"
     allowed: Iterable[str] | None = None
     if name == "dataset":
         allowed = DATASETS
     elif name == "preset":
-        allowed = PRESETS
+        allowed = PRESET_CHOICES  # the presets' names and "auto" (colab in a Colab GPU session, else cpu)
     elif param.choices is not None:
         allowed = param.choices
     if allowed is not None and value not in allowed:

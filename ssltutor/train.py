@@ -31,51 +31,87 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 
 class LARS(torch.optim.Optimizer):
-    """SGD with momentum and layer-wise adaptive rate scaling (You et al. 2017, arXiv 1708.03888), as solo-learn
-    uses it: each parameter's update is scaled by ``eta * ||w|| / (||g|| + wd * ||w||)`` (clipped at the learning
-    rate when ``clip=True``); groups flagged ``lars_exclude`` (biases, norms) skip the adaptation."""
+    """SGD with momentum and layer-wise adaptive rate scaling (You et al. 2017, arXiv 1708.03888).
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02,
-                 clip: bool = True, eps: float = 1e-8):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, clip=clip, eps=eps,
+    For each parameter w with gradient g, weight decay wd and learning rate lr (solo-learn's and the FKT code's
+    rule, the same formula)::
+
+        ratio = trust_coefficient * ||w|| / (||g|| + wd * ||w|| + eps)     (1 where ||w|| or ||g|| is 0)
+        ratio = min(ratio / lr, 1)                                        if clip
+        d     = (g + wd * w) * ratio
+        buf   = momentum * buf + d;   w -= lr * (d + momentum * buf if nesterov else buf)
+
+    Options, by paper: CaSSLe/solo-learn: ``trust_coefficient=0.02, clip=True`` with biases and norms excluded
+    (their groups are flagged ``lars_exclude`` by ``Method.parameter_groups`` and then get neither the scaling nor
+    weight decay); EffSSL (SwAV's LARS): ``trust_coefficient=0.001, clip=False``; FKT's ``finetune.py``:
+    ``trust_coefficient=0.001, clip=False, nesterov=True`` on every parameter (groups built with
+    ``exclude_bias_norm=False``). ``exclude=False`` scales flagged groups too (their weight decay stays theirs).
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 trust_coefficient: float = 0.02, clip: bool = True, nesterov: bool = False,
+                 exclude: bool = True, eps: float = 1e-8):
+        if not trust_coefficient > 0:
+            raise ValueError(f"trust_coefficient must be > 0 (0.02 solo-learn, 0.001 SwAV/FKT), got "
+                             f"{trust_coefficient}")
+        if nesterov and not momentum > 0:
+            raise ValueError(f"nesterov=True needs momentum > 0, got {momentum}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      trust_coefficient=trust_coefficient, clip=clip, nesterov=nesterov, eps=eps,
                                       lars_exclude=False))
+        self.exclude = exclude
 
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
+            adapt = not (self.exclude and group["lars_exclude"])
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad
-                if group["weight_decay"]:
-                    g = g.add(p, alpha=group["weight_decay"])
-                if not group["lars_exclude"]:
-                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
-                    ratio = group["eta"] * w_norm / (g_norm + group["eps"])
-                    ratio = torch.where((w_norm > 0) & (g_norm > 0), ratio, torch.ones_like(ratio))
-                    if group["clip"]:
-                        ratio = torch.clamp(ratio / group["lr"], max=1.0) if group["lr"] > 0 else torch.ones_like(ratio)
-                    g = g * ratio
+                d = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad
+                if adapt:
+                    d = d * self._ratio(p, p.grad, group)
                 buf = self.state[p].get("momentum_buffer")
                 if buf is None:
-                    buf = self.state[p]["momentum_buffer"] = g.clone()
+                    buf = self.state[p]["momentum_buffer"] = d.clone()
                 else:
-                    buf.mul_(group["momentum"]).add_(g)
-                p.add_(buf, alpha=-group["lr"])
+                    buf.mul_(group["momentum"]).add_(d)
+                p.add_(d.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf, alpha=-group["lr"])
+
+    @staticmethod
+    def _ratio(p: torch.Tensor, grad: torch.Tensor, group: dict) -> torch.Tensor:
+        """The layer's LARS factor (a 0-d tensor: no host sync), clipped at 1 / lr when ``clip``."""
+        w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(grad)
+        ratio = group["trust_coefficient"] * w_norm / (g_norm + group["weight_decay"] * w_norm + group["eps"])
+        ratio = torch.where((w_norm > 0) & (g_norm > 0), ratio, torch.ones_like(ratio))
+        if group["clip"]:
+            ratio = torch.clamp(ratio / group["lr"], max=1.0) if group["lr"] > 0 else torch.ones_like(ratio)
+        return ratio
 
 
-def make_optimizer(groups: list[dict], name: str, lr: float, momentum: float = 0.9) -> torch.optim.Optimizer:
-    """Build one of :data:`OPTIMIZERS` over parameter groups (each carries its own weight decay)."""
+OPTIMIZER_OPTIONS = {"sgd": ("nesterov",), "lars": ("trust_coefficient", "clip", "nesterov", "exclude"),
+                     "adam": (), "adamw": ()}
+
+
+def make_optimizer(groups: list[dict], name: str, lr: float, momentum: float = 0.9,
+                   options: dict | None = None) -> torch.optim.Optimizer:
+    """Build one of :data:`OPTIMIZERS` over parameter groups (each carries its own weight decay).
+
+    options: extra constructor options, per optimizer :data:`OPTIMIZER_OPTIONS` (SGD ``nesterov``; LARS
+    ``trust_coefficient``, ``clip``, ``nesterov``, ``exclude``)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(OPTIMIZER_OPTIONS[name]))
+    if unknown:
+        allowed = ", ".join(OPTIMIZER_OPTIONS[name]) or "none"
+        raise ValueError(f"optimizer {name!r} takes no option(s) {unknown}: its options are {allowed}")
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, **options)
     if name == "lars":
-        return LARS(groups, lr=lr, momentum=momentum)
+        return LARS(groups, lr=lr, momentum=momentum, **options)
     clean = [{k: v for k, v in g.items() if k != "lars_exclude"} for g in groups]
-    if name == "adam":
-        return torch.optim.Adam(clean, lr=lr)
-    if name == "adamw":
-        return torch.optim.AdamW(clean, lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
+    return (torch.optim.Adam if name == "adam" else torch.optim.AdamW)(clean, lr=lr)
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float, min_lr: float = 0.0,
@@ -169,10 +205,14 @@ def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: 
         grad_clip: float | None = None, device: str | torch.device | None = None, seed: int = 0,
         checkpoint_dir: str | Path | None = None, checkpoint_every: int = 1, resume: bool = False,
         callbacks: Iterable[Callable[[FitState], dict | None]] = (), progress: bool = True, log_every: int = 1,
-        drop_last: bool = True, distributed: bool | None = None, sync_batchnorm: bool = False) -> History:
+        drop_last: bool = True, distributed: bool | None = None, sync_batchnorm: bool = False,
+        optimizer_options: dict | None = None, exclude_bias_norm: bool | None = None) -> History:
     """Train ``method`` on ``data`` (an ``ImageDataset`` or a pair ``(images uint8, labels)``) for ``epochs``.
 
     lr: defaults to 0.05 * batch_size / 256 for SGD/LARS and 1e-3 for Adam/AdamW (linear scaling rule).
+    optimizer_options: passed to the optimizer (:func:`make_optimizer`: SGD ``nesterov``, LARS
+    ``trust_coefficient``, ``clip``, ``nesterov``, ``exclude``). exclude_bias_norm: whether biases and norms get
+    no weight decay (and no LARS scaling); None: the method's own choice (``Method.exclude_bias_norm``).
     checkpoint_dir: where ``checkpoint.pt`` (every ``checkpoint_every`` epochs, written atomically) and the history
     CSVs go; ``resume=True`` continues from the checkpoint there and reaches the same weights as an uninterrupted run
     (bitwise on CPU with the same seed and thread count).
@@ -209,7 +249,8 @@ def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: 
     if steps_per_epoch == 0:
         raise ValueError(f"no full batch of {batch_size} in {len(images)} images: lower batch_size or set drop_last=False")
     total_steps = epochs * steps_per_epoch
-    opt = make_optimizer(method.parameter_groups(weight_decay), optimizer, lr, momentum)
+    opt = make_optimizer(method.parameter_groups(weight_decay, exclude_bias_norm), optimizer, lr, momentum,
+                         optimizer_options)
     base_lrs = [g.get("lr_scale", 1.0) for g in opt.param_groups]
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)

@@ -250,3 +250,59 @@ def test_create_by_name_shares_the_base_surface():
     assert m.features(torch.zeros(3, 3, 32, 32, dtype=torch.uint8)).shape == (3, m.backbone.feature_dim)
     names = [n for n, _ in m.named_parameters()]
     assert len(names) == len(set(id(p) for p in m.parameters()))  # the backbone is registered once
+
+
+def test_weight_normed_swav_gets_weight_normed_distillation_prototypes():
+    torch.manual_seed(0)
+    m = methods.create("cassle", create_backbone("small_convnet", width=8), ssl_method="swav", head_scale=1 / 32,
+                       ssl_options={"num_prototypes": 32, "prototype_norm": "weight_norm"})
+    m.start_task(1)
+    assert hasattr(m.distill_prototypes, "parametrizations")  # normed like the base's, new learnable lengths
+    torch.testing.assert_close(m.frozen_prototypes, m.base.prototypes.weight.detach())
+    out = m.step(_batch())
+    out["loss"].backward()
+    assert torch.isfinite(out["distill_loss"])
+    assert m.distill_prototypes.parametrizations.weight.original0.grad.abs().sum() > 0
+
+
+def test_multi_crop_swav_is_refused_by_the_two_view_distiller():
+    torch.manual_seed(0)
+    m = methods.create("cassle", create_backbone("small_convnet", width=8), ssl_method="swav", head_scale=1 / 32,
+                       ssl_options={"num_prototypes": 32, "num_local_crops": 2, "local_crop_size": 16})
+    m.start_task(1)
+    with pytest.raises(RuntimeError, match="once per view"):
+        m.step(_batch())
+
+
+def test_cassle_paper_preset_follows_the_cifar_scripts():
+    from ssltutor.continual import _fit_options, probe_options
+    from ssltutor.presets import preset
+
+    paper, cpu = preset("paper", paper="cassle"), preset("cpu", paper="cassle")
+    options = paper["ssl_options"]
+    assert options["simclr"] == {"proj_out": 256}
+    assert options["swav"] == {"queue_size": 3840, "queue_start_epoch": 50, "prototype_norm": "weight_norm"}
+    assert options["vicreg"] == {"crop_scale": (0.2, 1.0), "view_options": {"solarize_p": (0.1, 0.1)},
+                                 "halve_variance": False}
+    swav = _fit_options(paper, "swav")
+    assert (swav["lr"], swav["min_lr"], swav["weight_decay"], swav["exclude_bias_norm"]) == (0.6, 6e-4, 1e-6, False)
+    assert "exclude_bias_norm" not in _fit_options(paper, "simclr")  # the other scripts exclude them
+    assert probe_options(paper)["augment_train"] == "crop_flip" and probe_options(cpu)["augment_train"] == "none"
+    m = methods.create("cassle", create_backbone("small_convnet", width=8), ssl_method="simclr",
+                       ssl_options=options["simclr"])
+    assert m.base.embed_dim == 256
+
+
+def test_probe_with_crop_flip_views(shared_data):
+    train = cap(load("cifar10", root=shared_data, split="train", size=32), 60, 0)
+    test = cap(load("cifar10", root=shared_data, split="test", size=32), 40, 0)
+    tasks = make_tasks(train, 2, seed=0)
+    torch.manual_seed(0)
+    backbone = create_backbone("small_convnet", width=8)
+    plain = evaluate_backbone(backbone, train, test, tasks, epochs=3)
+    augmented = evaluate_backbone(backbone, train, test, tasks, epochs=3, augment_train="crop_flip")
+    again = evaluate_backbone(backbone, train, test, tasks, epochs=3, augment_train="crop_flip")
+    assert augmented.per_task == again.per_task  # seeded views
+    assert augmented.overall != plain.overall or augmented.per_task != plain.per_task
+    with pytest.raises(ValueError, match="augment_train"):
+        evaluate_backbone(backbone, train, test, tasks, epochs=1, augment_train="jitter")

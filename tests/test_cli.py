@@ -82,7 +82,7 @@ def test_parameters_cell_is_read_with_types_and_choices(standin):
     (["-p", "scale", "big"], "expects a number"),
     (["-p", "flag", "maybe"], "expects true or false"),
     (["-p", "dataset", "mnist"], "choose one of digits, cifar10, cifar100, intel_image, aptos2019"),
-    (["-p", "preset", "huge"], "choose one of smoke, cpu, paper"),
+    (["-p", "preset", "huge"], "choose one of smoke, cpu, colab, paper, auto"),
     (["-p", "mode", "odd"], "choose one of plain, fancy"),
     (["-p", "device", "tpu"], "use auto, cpu, cuda, cuda:N or mps"),
     (["-p", "seed", "-1"], "non-negative"),

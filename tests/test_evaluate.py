@@ -313,3 +313,36 @@ def test_evaluation_chain_on_real_cifar10(shared_data):
     scores = classification_metrics(y_test, result.predictions, num_classes=10)
     assert scores["accuracy"] == pytest.approx(result.accuracy)
     assert confusion_matrix(y_test, result.predictions, 10).sum() == len(test_idx)
+
+
+def test_linear_probe_epoch_features_replace_the_train_features():
+    x, y = _separable(seed=0)
+    x_test, y_test = _separable(n_per_class=25, seed=1)
+    base = linear_probe(x, y, x_test, y_test, epochs=5, batch_size=64, val_fraction=0.2)
+    calls = []
+    same = linear_probe(x, y, x_test, y_test, epochs=5, batch_size=64, val_fraction=0.2,
+                        epoch_features=lambda epoch: calls.append(epoch) or x)
+    assert calls == [1, 2, 3, 4, 5] and same.accuracy == base.accuracy
+    torch.testing.assert_close(same.linear.weight, base.linear.weight)
+    shifted = linear_probe(x, y, x_test, y_test, epochs=5, batch_size=64,
+                           epoch_features=lambda epoch: x + torch.randn_like(x))
+    assert not torch.equal(shifted.linear.weight, base.linear.weight)
+    with pytest.raises(ValueError, match="epoch_features"):
+        linear_probe(x, y, x_test, y_test, epochs=1, epoch_features=lambda epoch: x[:, :3])
+
+
+def test_augmented_features_fresh_or_cycled():
+    from ssltutor.data import augment
+
+    backbone = _tiny_backbone()
+    images = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    views = augment.supervised_views(16, *augment.IMAGENET_STATS, scale=(0.08, 1.0))
+    assert views.views[0].config.scale == (0.08, 1.0) and views.views[0].config.hflip_p == 0.5
+    fresh = evaluate.augmented_features(backbone, images, views, seed=0)
+    first, second = fresh(1), fresh(2)
+    assert first.shape[0] == 6 and not torch.equal(first, second)
+    cycled = evaluate.augmented_features(backbone, images, views, seed=0, copies=2)
+    torch.testing.assert_close(cycled(1), first)  # same seed, same first draw
+    assert torch.equal(cycled(3), cycled(1)) and not torch.equal(cycled(2), cycled(1))
+    with pytest.raises(ValueError, match="copies"):
+        evaluate.augmented_features(backbone, images, views, copies=0)

@@ -100,7 +100,7 @@ def test_registered_and_created_by_name():
 
 
 def test_presets_keep_the_code_values_for_paper():
-    assert set(PAPER_PRESETS["fkt"]) == {"smoke", "cpu", "paper"}
+    assert set(PAPER_PRESETS["fkt"]) == {"smoke", "cpu", "colab", "paper"}
     paper = preset("paper", paper="fkt")
     assert (paper["backbone"], paper["image_size"], paper["batch_size"], paper["epochs"]) == ("resnet50", 224, 256, 100)
     assert (paper["optimizer"], paper["lr"], paper["momentum"], paper["weight_decay"]) == ("sgd", 2.5e-4, 0.9, 1e-6)

@@ -523,3 +523,41 @@ def test_error_message_says_what_is_allowed():
         losses.nt_xent(*GOOD, reduction="avg")
     with pytest.raises(ValueError, match=r"same shape"):
         losses.barlow_twins(randn(4, 3), randn(4, 2))
+
+
+def ref_swav_multi_crop(s1, s2, local, t, eps, iterations):
+    """SwAV's multi-crop loop: each global crop's code is predicted by every other crop, averaged."""
+    q1, q2 = ref_sinkhorn(rows(s1), eps, iterations), ref_sinkhorn(rows(s2), eps, iterations)
+    students1 = [s2, *local]  # crops that predict view 1's code
+    students2 = [s1, *local]
+    term1 = sum(ref_cross_entropy(q1, s, t) for s in students1) / len(students1)
+    term2 = sum(ref_cross_entropy(q2, s, t) for s in students2) / len(students2)
+    return (term1 + term2) / 2
+
+
+@pytest.mark.parametrize("batch", [2, 5])
+@pytest.mark.parametrize("num_local", [1, 3])
+def test_swav_multi_crop_matches_reference(batch, num_local):
+    s1, s2 = torch.tanh(randn(batch, 6)), torch.tanh(randn(batch, 6, seed=5))
+    local = [torch.tanh(randn(batch, 6, seed=10 + i)) for i in range(num_local)]
+    close(losses.swav_loss(s1, s2, 0.1, local_scores=local), ref_swav_multi_crop(s1, s2, local, 0.1, 0.05, 3))
+    # no local crops: the two-view loss
+    close(losses.swav_loss(s1, s2, 0.1, local_scores=[]), ref_swav(s1, s2, 0.1, 0.05, 3))
+    # local crops only predict: the codes (and so the loss's targets) come from the global crops alone
+    local_req = [s.clone().requires_grad_() for s in local]
+    losses.swav_loss(s1, s2, 0.1, local_scores=local_req).backward()
+    assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in local_req)
+    with pytest.raises(ValueError, match="local_scores"):
+        losses.swav_loss(s1, s2, 0.1, local_scores=[randn(batch, 5)])
+
+
+def test_vicreg_variance_summed_as_the_cassle_code():
+    z1, z2 = pair(8, 6)
+    _, variance, _ = ref_vicreg_terms(z1, z2)
+    halved = losses.vicreg_terms(z1, z2)
+    summed = losses.vicreg_terms(z1, z2, halve_variance=False)
+    close(halved["variance"], variance)
+    close(summed["variance"], 2 * variance)
+    close(summed["invariance"], halved["invariance"])
+    close(summed["covariance"], halved["covariance"])
+    close(losses.vicreg(z1, z2, halve_variance=False) - losses.vicreg(z1, z2), 25 * variance)

@@ -115,3 +115,69 @@ def test_method_learns_on_real_digits(name, digits):
     f_train, f_test = m.features(train.images), m.features(test.images)
     acc = knn_accuracy(f_train, train.labels, f_test, test.labels, k=20)
     assert acc > 0.5, acc
+
+
+def test_simsiam_last_projector_bn_has_no_affine_parameters():
+    m = _make("simsiam")
+    last = m.projector[-1]
+    assert isinstance(last, torch.nn.BatchNorm1d) and not last.affine and last.weight is None
+    assert m.predictor[0].in_features == last.num_features
+
+
+def test_swav_weight_normed_prototypes_keep_a_learnable_row_length():
+    unit, normed = _make("swav"), _make("swav", prototype_norm="weight_norm")
+    assert [n for n, _ in normed.prototypes.named_parameters()] == ["parametrizations.weight.original0",
+                                                                  "parametrizations.weight.original1"]
+    with torch.no_grad():  # give the rows lengths other than 1
+        normed.prototypes.parametrizations.weight.original0.mul_(3.0)
+    z = torch.randn(5, normed.embed_dim)
+    w = normed.prototypes.weight
+    torch.testing.assert_close(normed.scores(z), torch.nn.functional.normalize(z, dim=1) @ w.t())
+    assert w.norm(dim=1).mean() > 1.5  # not renormalised to unit rows
+    for method in (unit, normed):
+        method.on_epoch_start(5)
+        method.step(_batch())["loss"].backward()
+    assert normed.prototypes.parametrizations.weight.original0.grad.abs().sum() > 0  # the length learns
+    torch.testing.assert_close(unit.prototypes.weight.norm(dim=1), torch.ones(32))
+    with pytest.raises(ValueError, match="prototype_norm"):
+        _make("swav", prototype_norm="l2")
+
+
+def test_swav_multi_crop_views_and_step():
+    m = _make("swav", num_local_crops=4, local_crop_size=16, crop_scale=(0.14, 1.0))
+    configs = [v.config for v in m.views.views]
+    assert [c.size for c in configs] == [32, 32, 16, 16, 16, 16]
+    assert [c.scale for c in configs] == [(0.14, 1.0)] * 2 + [(0.05, 0.14)] * 4
+    seen = []
+    handle = m.backbone.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape)))
+    out = m.step(_batch(n=8))
+    handle.remove()
+    assert seen == [(8, 3, 32, 32), (8, 3, 32, 32), (32, 3, 16, 16)]  # the local crops as one batch
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"])
+    assert len(_make("swav").views) == 2
+    with pytest.raises(ValueError, match="num_local_crops"):
+        _make("swav", num_local_crops=-1)
+
+
+def test_swav_rotation_rotates_only_the_global_crops():
+    m = create("swav_rot", create_backbone("small_convnet", width=8), num_prototypes=16, num_local_crops=2,
+               local_crop_size=16, **SMALL)
+    seen = []
+    handle = m.backbone.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape)))
+    out = m.step(_batch(n=8))
+    handle.remove()
+    assert seen[-2:] == [(8, 3, 32, 32), (8, 3, 32, 32)]  # two rotated global crops after the SwAV passes
+    assert torch.isfinite(out["loss"]) and "rot_acc" in out
+
+
+def test_view_options_reach_the_recipe_and_vicreg_variance_option():
+    m = _make("vicreg", crop_scale=(0.2, 1.0), view_options={"solarize_p": (0.1, 0.1)}, halve_variance=False)
+    assert [v.config.solarize_p for v in m.views.views] == [0.1, 0.1]
+    assert [v.config.scale for v in m.views.views] == [(0.2, 1.0), (0.2, 1.0)]
+    assert [v.config.solarize_p for v in _make("vicreg").views.views] == [0.0, 0.2]  # BYOL's asymmetric views
+    halved, summed = _make("vicreg"), _make("vicreg", halve_variance=False)
+    summed.load_state_dict(halved.state_dict())
+    a = halved.step(_batch())
+    b = summed.step(_batch())
+    torch.testing.assert_close(b["loss"] - a["loss"], 25 * a["variance"])

@@ -203,3 +203,24 @@ def test_summarize_gives_mean_and_std_over_seeds():
                          "seed": [0, 1, 0, 1], "knn": [0.2, 0.4, 0.5, 0.5], "train_s": 1.0})
     table = summarize(runs).set_index("rotation")
     assert table.loc[False, "knn_mean"] == pytest.approx(0.3) and table.loc[True, "knn_std"] == pytest.approx(0.0)
+
+
+def test_study_takes_per_method_options_and_fit_overrides_from_the_preset():
+    from ssltutor.methods.ssl import SwAV
+    from ssltutor.presets import preset
+    from ssltutor.rotation_study import build_method, fit_options
+
+    paper, cpu = preset("paper", paper="rotation"), preset("cpu", paper="rotation")
+    small = dict(paper, backbone="small_convnet", width=8, head_scale=1 / 32)
+    swav = build_method("swav", True, small, num_prototypes=16)  # an explicit option wins over the preset's
+    assert isinstance(swav, SwAV) and len(swav.views) == 8 and swav.prototypes.out_features == 16
+    assert swav.views.views[0].config.scale == (0.14, 1.0)
+    assert len(build_method("swav", True, dict(cpu, width=8)).views) == 2  # cpu: two views
+    assert len(build_method("simclr", True, small).views) == 2  # the options are SwAV's only
+    options = fit_options(paper, "swav", epochs=50)
+    assert (options["optimizer"], options["lr"], options["min_lr"], options["weight_decay"]) == ("lars", 0.3, 3e-4,
+                                                                                                 1e-6)
+    assert options["optimizer_options"] == {"trust_coefficient": 1e-3, "clip": False}
+    assert fit_options(paper, "simclr", epochs=50)["lr"] == paper["lr"] and "min_lr" not in fit_options(
+        paper, "simclr", epochs=50)
+    assert fit_options(paper, "simclr", epochs=3)["warmup_epochs"] == 2  # never longer than the run

@@ -138,3 +138,92 @@ def test_knn_monitor_logs_accuracy_each_epoch(tiny):
     assert h.epochs["knn_acc"].between(0.2, 1.0).all()
     with pytest.raises(ValueError, match="every"):
         KNNMonitor(train, test, every=0)
+
+
+def ref_lars(w, grads, lr, momentum, wd, trust, clip, nesterov, adapt=True):
+    """solo-learn's and the FKT code's LARS written out with Python floats, step after step."""
+    w, buf = [float(v) for v in w], None
+    for g in grads:
+        g = [float(v) for v in g]
+        w_norm, g_norm = math.sqrt(sum(v * v for v in w)), math.sqrt(sum(v * v for v in g))
+        d = [gi + wd * wi for gi, wi in zip(g, w)]
+        if adapt and w_norm > 0 and g_norm > 0:
+            ratio = trust * w_norm / (g_norm + wd * w_norm + 1e-8)
+            ratio = min(ratio / lr, 1.0) if clip else ratio
+            d = [di * ratio for di in d]
+        buf = list(d) if buf is None else [momentum * b + di for b, di in zip(buf, d)]
+        step = [di + momentum * b for di, b in zip(d, buf)] if nesterov else buf
+        w = [wi - lr * s for wi, s in zip(w, step)]
+    return w
+
+
+@pytest.mark.parametrize("clip", [True, False])
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("trust,wd", [(0.02, 0.0), (0.02, 1e-4), (1e-3, 1e-6)])
+@pytest.mark.parametrize("exclude", [True, False])
+def test_lars_matches_reference(clip, nesterov, trust, wd, exclude):
+    g = torch.Generator().manual_seed(0)
+    w0, b0 = torch.randn(12, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64)
+    grads = [(torch.randn(12, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64))
+             for _ in range(3)]
+    w, b = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(b0.clone())
+    groups = [{"params": [w], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0, "lars_exclude": True}]
+    opt = make_optimizer(groups, "lars", lr=0.3, momentum=0.9,
+                         options=dict(trust_coefficient=trust, clip=clip, nesterov=nesterov, exclude=exclude))
+    for gw, gb in grads:
+        w.grad, b.grad = gw.clone(), gb.clone()
+        opt.step()
+    expected_w = ref_lars(w0, [gw for gw, _ in grads], 0.3, 0.9, wd, trust, clip, nesterov)
+    expected_b = ref_lars(b0, [gb for _, gb in grads], 0.3, 0.9, 0.0, trust, clip, nesterov, adapt=not exclude)
+    torch.testing.assert_close(w.detach(), torch.tensor(expected_w, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(b.detach(), torch.tensor(expected_b, dtype=torch.float64), rtol=1e-12, atol=1e-12)
+
+
+def test_fkt_lars_step_is_not_the_solo_learn_step():
+    """The issue's point: on the same weights and gradient, finetune.py's LARS and solo-learn's differ by ~1000x
+    (here ||w|| / ||g|| = 0.25: solo-learn's clipped ratio is 1, plain SGD; the code's is 1e-3 * 0.25)."""
+    steps = {}
+    for name, options in {"solo": {}, "fkt": dict(trust_coefficient=1e-3, clip=False, nesterov=True)}.items():
+        w = torch.nn.Parameter(torch.ones(100, dtype=torch.float64))
+        opt = make_optimizer([{"params": [w], "weight_decay": 1e-6}], "lars", lr=0.005, options=options)
+        w.grad = torch.full((100,), 4.0, dtype=torch.float64)
+        opt.step()
+        steps[name] = (1 - w.detach()).abs().mean().item()
+    assert steps["solo"] == pytest.approx(0.005 * 4.0, rel=1e-4)
+    assert steps["fkt"] == pytest.approx(0.005 * 1.9 * 4.0 * 1e-3 * 0.25, rel=1e-4)  # Nesterov: (1 + 0.9) d
+    assert steps["solo"] / steps["fkt"] > 1000
+
+
+def test_optimizer_options_are_checked_and_passed():
+    p = torch.nn.Parameter(torch.ones(3))
+    sgd = make_optimizer([{"params": [p], "weight_decay": 0.0}], "sgd", lr=0.1, options={"nesterov": True})
+    assert sgd.param_groups[0]["nesterov"] is True
+    for name, options, match in [("adam", {"nesterov": True}, "options are none"),
+                                 ("lars", {"eta": 0.02}, "trust_coefficient, clip, nesterov, exclude"),
+                                 ("sgd", {"clip": False}, "its options are nesterov")]:
+        with pytest.raises(ValueError, match=match):
+            make_optimizer([{"params": [p], "weight_decay": 0.0}], name, lr=0.1, options=options)
+    with pytest.raises(ValueError, match="trust_coefficient"):
+        LARS([p], lr=0.1, trust_coefficient=0.0)
+    with pytest.raises(ValueError, match="momentum"):
+        LARS([p], lr=0.1, momentum=0.0, nesterov=True)
+
+
+def test_fit_passes_optimizer_options_and_bias_norm_exclusion(tiny, monkeypatch):
+    import ssltutor.train as train
+
+    seen = []
+    original = train.make_optimizer
+
+    def spy(groups, name, lr, momentum=0.9, options=None):
+        seen.append((len(groups), options))
+        return original(groups, name, lr, momentum, options)
+
+    monkeypatch.setattr(train, "make_optimizer", spy)
+    fit(_method(), tiny, epochs=1, batch_size=96, optimizer="lars", progress=False)
+    fit(_method(), tiny, epochs=1, batch_size=96, optimizer="lars", progress=False, exclude_bias_norm=False,
+        optimizer_options={"trust_coefficient": 1e-3, "clip": False})
+    assert seen == [(2, None), (1, {"trust_coefficient": 1e-3, "clip": False})]
+    m = _method()
+    groups = m.parameter_groups(1e-4, exclude_bias_norm=False)
+    assert len(groups) == 1 and len(groups[0]["params"]) == sum(p.requires_grad for p in m.parameters())

@@ -897,12 +897,14 @@ def eval_transform(size: int, mean: Sequence[float], std: Sequence[float], dtype
 
 def supervised_views(size: int, mean: Sequence[float], std: Sequence[float], recipe: str = "crop_flip",
                      dtype: torch.dtype = torch.float32,
-                     memory_format: torch.memory_format = torch.contiguous_format) -> MultiView:
-    """One view for supervised training. ``recipe``: ``"crop_flip"`` (RandomResizedCrop scale (0.35, 1) +
-    horizontal flip, the usual small-image recipe), ``"simclr"`` (one SimCLR view) or ``"none"`` (eval transform)."""
+                     memory_format: torch.memory_format = torch.contiguous_format,
+                     scale: tuple[float, float] = (0.35, 1.0)) -> MultiView:
+    """One view for supervised training. ``recipe``: ``"crop_flip"`` (RandomResizedCrop ``scale``, default
+    (0.35, 1), + horizontal flip, the usual small-image recipe; (0.08, 1) is CaSSLe's linear probe), ``"simclr"``
+    (one SimCLR view) or ``"none"`` (eval transform)."""
     options = _output_options(dtype, memory_format)
     if recipe == "crop_flip":
-        config = ViewConfig(size, scale=(0.35, 1.0), jitter_p=0.0, grayscale_p=0.0)
+        config = ViewConfig(size, scale=tuple(scale), jitter_p=0.0, grayscale_p=0.0)
         return MultiView([ViewTransform(config, mean, std, **options)])
     if recipe == "simclr":
         return MultiView(simclr_views(size, mean, std, **options).views[:1])

@@ -33,7 +33,8 @@ class Method(nn.Module):
     implement :meth:`step`.
 
     ``exclude_bias_norm``: biases and normalisation parameters get no weight decay (and no LARS adaptation),
-    as in SimCLR/BYOL/solo-learn. Set to False where the paper decays everything (SwAV's CaSSLe script).
+    as in SimCLR/BYOL/solo-learn. ``fit(..., exclude_bias_norm=False)`` decays and scales everything for one run,
+    where the paper's code does (CaSSLe's SwAV script, the three FKT scripts).
     """
 
     exclude_bias_norm = True
@@ -61,13 +62,15 @@ class Method(nn.Module):
     def on_epoch_start(self, epoch: int) -> None:
         """Called before each epoch (0-based)."""
 
-    def parameter_groups(self, weight_decay: float) -> list[dict]:
-        """Trainable parameters split into decayed and non-decayed (bias, norm) groups."""
+    def parameter_groups(self, weight_decay: float, exclude_bias_norm: bool | None = None) -> list[dict]:
+        """Trainable parameters split into decayed and non-decayed (bias, norm) groups; ``exclude_bias_norm``
+        (None: the class's :attr:`exclude_bias_norm`) False puts every parameter in the decayed group."""
+        exclude = self.exclude_bias_norm if exclude_bias_norm is None else exclude_bias_norm
         decay, no_decay = [], []
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if self.exclude_bias_norm and p.ndim <= 1 else decay).append(p)
+            (no_decay if exclude and p.ndim <= 1 else decay).append(p)
         groups = [{"params": decay, "weight_decay": weight_decay}]
         if no_decay:
             groups.append({"params": no_decay, "weight_decay": 0.0, "lars_exclude": True})

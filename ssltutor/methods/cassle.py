@@ -210,9 +210,8 @@ class CaSSLe(Method):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed * 1000 + task)
                 self.predictor = head("cassle_predictor", self.base.embed_dim, hidden=self.pred_hidden).to(device)
-                if self.distiller == "knowledge":
-                    k = self.base.prototypes.out_features
-                    self.distill_prototypes = nn.Linear(self.base.embed_dim, k, bias=False).to(device)
+                if self.distiller == "knowledge":  # new learnable prototypes, normed like the base's
+                    self.distill_prototypes = self.base.new_prototypes(self.base.prototypes.out_features)
         if self.distiller == "knowledge":
             self.frozen_prototypes = self.base.prototypes.weight.detach().clone()
         self.train(self.training)
@@ -253,8 +252,8 @@ class CaSSLe(Method):
         if self.distiller == "predictive_mse":
             return losses.predictive_mse(p, z_frozen)
         # knowledge (SwAV): frozen prototypes score the frozen projection; new learnable prototypes score g(z).
-        # Both sets are L2-normalised rows, like SwAV's own; the code's weight_norm leaves the rows of the
-        # distillation prototypes a learnable length (a small deviation, stated in the notebook).
+        # Both sets follow the base's prototype_norm: unit rows, or weight-normed rows of learnable length (the
+        # code's weight_norm, which the CaSSLe paper preset uses).
         student = self.base.scores(p, self.distill_prototypes.weight)
         with torch.no_grad():
             target = self.base.scores(z_frozen, self.frozen_prototypes)

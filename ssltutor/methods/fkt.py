@@ -260,8 +260,8 @@ def make_backbone(settings: dict, seed: int) -> Backbone:
 def _fit(method: Method, train: ImageDataset, settings: dict, stage: str, seed: int, device, callbacks=(),
          progress: bool = False, batch_size: int | None = None):
     """``ssltutor.train.fit`` with the preset's values for ``stage`` ("" = joint/supervised, "pretrain_",
-    "finetune_"): ``<stage>epochs``, ``<stage>lr``, ``<stage>optimizer``, ``<stage>weight_decay`` fall back to the
-    plain keys."""
+    "finetune_"): ``<stage>epochs``, ``<stage>lr``, ``<stage>optimizer``, ``<stage>optimizer_options``,
+    ``<stage>weight_decay``, ``<stage>exclude_bias_norm``, ... fall back to the plain keys."""
     from ..train import fit
 
     def get(key):
@@ -272,7 +272,8 @@ def _fit(method: Method, train: ImageDataset, settings: dict, stage: str, seed: 
                momentum=settings.get("momentum", 0.9), warmup_epochs=get("warmup_epochs") or 0,
                schedule=get("schedule") or "cosine", precision=settings["precision"],
                channels_last=settings["channels_last"], device=device, seed=seed, callbacks=callbacks,
-               progress=progress)
+               progress=progress, optimizer_options=get("optimizer_options"),
+               exclude_bias_norm=get("exclude_bias_norm"))
 
 
 def fine_tune(backbone: Backbone, train: ImageDataset, val: ImageDataset, num_classes: int, settings: dict, *,

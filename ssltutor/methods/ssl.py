@@ -30,13 +30,17 @@ class SSLMethod(Method):
 
     def __init__(self, backbone, image_size: int = 32, stats=augment.IMAGENET_STATS, head_scale: float = 1.0,
                  proj_hidden: int | None = None, proj_out: int | None = None, views=None,
-                 crop_scale: tuple[float, float] = (0.08, 1.0), jitter_strength: float | None = None):
+                 crop_scale: tuple[float, float] = (0.08, 1.0), jitter_strength: float | None = None,
+                 view_options: dict | None = None):
         """``crop_scale``: RandomResizedCrop's area range (0.08-1 in the papers; 0.2-1 learns faster on short CPU
-        runs at 32 px). ``jitter_strength``: colour-jitter strength s of SimCLR-style views (None: the recipe's)."""
+        runs at 32 px). ``jitter_strength``: colour-jitter strength s of SimCLR-style views (None: the recipe's).
+        ``view_options``: more options of the recipe's builder (``augment.views_for``), e.g. CaSSLe's VICReg views
+        ``{"solarize_p": (0.1, 0.1)}``."""
         super().__init__(backbone, image_size, stats)
         self.projector = head(self.projector_kind, backbone.feature_dim, scale=head_scale, hidden=proj_hidden, out=proj_out)
+        self.crop_scale, self.view_options = tuple(crop_scale), dict(view_options or {})
         if views is None:
-            options = {"scale": tuple(crop_scale)}
+            options = {"scale": tuple(crop_scale), **self.view_options}
             if jitter_strength is not None:
                 if self.view_recipe == "byol":
                     raise ValueError("jitter_strength applies to SimCLR-style views; BYOL-style views use fixed strengths")
@@ -92,8 +96,8 @@ class _MomentumMethod(SSLMethod):
         ema_update(self.target_backbone, self.backbone, self.tau)
         ema_update(self.target_projector, self.projector, self.tau)
 
-    def parameter_groups(self, weight_decay: float) -> list[dict]:
-        return super().parameter_groups(weight_decay)  # target parameters have requires_grad=False
+    def parameter_groups(self, weight_decay: float, exclude_bias_norm: bool | None = None) -> list[dict]:
+        return super().parameter_groups(weight_decay, exclude_bias_norm)  # targets have requires_grad=False
 
 
 class BYOL(_MomentumMethod):
@@ -204,72 +208,118 @@ class BarlowTwins(SSLMethod):
 
 class VICReg(SSLMethod):
     """VICReg (Bardes et al. 2022, arXiv 2105.04906): invariance (MSE) + variance (hinge on the per-dim std) +
-    covariance (off-diagonal) terms, weights 25 / 25 / 1."""
+    covariance (off-diagonal) terms, weights 25 / 25 / 1. ``halve_variance``: the variance term is the mean over
+    the two views (True, the VICReg code) or their sum (False, the CaSSLe code: the CaSSLe preset's choice)."""
 
     projector_kind = "vicreg_projector"
     view_recipe = "byol"
 
-    def __init__(self, backbone, sim_weight: float = 25.0, var_weight: float = 25.0, cov_weight: float = 1.0, **kw):
+    def __init__(self, backbone, sim_weight: float = 25.0, var_weight: float = 25.0, cov_weight: float = 1.0,
+                 halve_variance: bool = True, **kw):
         super().__init__(backbone, **kw)
         self.weights = dict(sim_weight=sim_weight, var_weight=var_weight, cov_weight=cov_weight)
+        self.halve_variance = bool(halve_variance)
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.make_views(batch)[:2]
         (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
         z1, z2 = gather_with_grad(z1), gather_with_grad(z2)  # variance and covariance over the global batch
-        terms = losses.vicreg_terms(z1, z2)
+        terms = losses.vicreg_terms(z1, z2, halve_variance=self.halve_variance)
         w = self.weights
         loss = w["sim_weight"] * terms["invariance"] + w["var_weight"] * terms["variance"] + w["cov_weight"] * terms["covariance"]
         return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
 
 
+PROTOTYPE_NORMS = ("unit", "weight_norm")
+
+
 class SwAV(SSLMethod):
     """SwAV (Caron et al. 2020, arXiv 2006.09882): online clustering. Normalised projections are scored against
-    ``num_prototypes`` L2-normalised prototypes; Sinkhorn-Knopp (eps 0.05, 3 iterations) turns one view's scores into
-    codes that the other view predicts (swapped prediction, temperature 0.1). Prototypes are frozen for the first
+    ``num_prototypes`` prototypes; Sinkhorn-Knopp (eps 0.05, 3 iterations) turns each global crop's scores into
+    codes that the other crops predict (swapped prediction, temperature 0.1). Prototypes are frozen for the first
     ``freeze_prototypes_epochs`` epochs; an optional queue of past projections (``queue_size``, from
-    ``queue_start_epoch``) stabilises Sinkhorn when the batch is small."""
+    ``queue_start_epoch``) stabilises Sinkhorn when the batch is small.
+
+    prototype_norm: ``"unit"`` (the SwAV paper and code: rows renormalised to length 1 before every step) or
+        ``"weight_norm"`` (CaSSLe/solo-learn: ``weight_norm`` of the prototype layer, each row a learnable length
+        times a unit direction, nothing renormalised).
+    num_local_crops, local_crop_size, local_crop_scale: multi-crop (SwAV; EffSSL's one released run: 2 global
+        crops of 224 px at scale 0.14-1 plus 6 local crops of 96 px at 0.05-0.14). Local crops are SimCLR-style
+        views like the global ones; they go through the networks as one batch and only predict codes (the loss's
+        ``local_scores``): codes come from the two global crops. Default 0: two views.
+    """
 
     projector_kind = "swav_projector"
     exclude_bias_norm = True
 
     def __init__(self, backbone, num_prototypes: int = 3000, temperature: float = 0.1, epsilon: float = 0.05,
                  sinkhorn_iterations: int = 3, freeze_prototypes_epochs: int = 2, queue_size: int = 0,
-                 queue_start_epoch: int = 0, **kw):
+                 queue_start_epoch: int = 0, prototype_norm: str = "unit", num_local_crops: int = 0,
+                 local_crop_size: int | None = None, local_crop_scale: tuple[float, float] = (0.05, 0.14), **kw):
         super().__init__(backbone, **kw)
         if num_prototypes < 2:
             raise ValueError(f"num_prototypes must be >= 2, got {num_prototypes}")
-        self.prototypes = nn.Linear(self.embed_dim, num_prototypes, bias=False)
+        if prototype_norm not in PROTOTYPE_NORMS:
+            raise ValueError(f"prototype_norm must be one of {', '.join(PROTOTYPE_NORMS)}, got {prototype_norm!r}")
+        if isinstance(num_local_crops, bool) or not isinstance(num_local_crops, int) or num_local_crops < 0:
+            raise ValueError(f"num_local_crops must be an int >= 0 (SwAV: 6), got {num_local_crops!r}")
+        self.prototype_norm = prototype_norm
+        self.prototypes = self.new_prototypes(num_prototypes)
         self.temperature, self.epsilon, self.iterations = temperature, epsilon, sinkhorn_iterations
         self.freeze_prototypes_epochs, self.queue_start_epoch = freeze_prototypes_epochs, queue_start_epoch
+        self.num_local_crops = num_local_crops
+        if num_local_crops:
+            self.views = self._multi_crop_views(num_local_crops, local_crop_size, local_crop_scale)
         self.register_buffer("queue", torch.zeros(2, queue_size, self.embed_dim))
         self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
         self.epoch = 0
         self._pending: torch.Tensor | None = None
 
+    def new_prototypes(self, count: int) -> nn.Linear:
+        """A fresh (embed_dim -> count) prototype layer in this method's ``prototype_norm`` (CaSSLe's
+        distillation prototypes are built the same way)."""
+        layer = nn.Linear(self.embed_dim, count, bias=False)
+        if self.prototype_norm == "weight_norm":
+            layer = nn.utils.parametrizations.weight_norm(layer, dim=0)
+        return layer.to(next(self.backbone.parameters()).device)
+
+    def _multi_crop_views(self, count: int, size: int | None, scale: tuple[float, float]) -> augment.MultiView:
+        size = size or max(8, round(self.image_size * 96 / 224))  # SwAV's 96 px local crops at 224 px
+        local = augment.views_for(self.view_recipe, size, *self.stats, **{**self.view_options,
+                                                                        "scale": tuple(scale)})
+        return augment.MultiView(list(self.views.views[:2]) + [local.views[0]] * count)
+
     def on_epoch_start(self, epoch: int) -> None:
         self.epoch = epoch
 
     def scores(self, z: torch.Tensor, prototypes: torch.Tensor | None = None) -> torch.Tensor:
-        """z: (B, D) projections -> (B, K) cosine scores against the normalised prototypes."""
-        w = F.normalize(self.prototypes.weight if prototypes is None else prototypes, dim=1)
+        """z: (B, D) projections -> (B, K) scores of the normalised z against the prototype rows (normalised
+        with ``prototype_norm="unit"``, as they are with ``"weight_norm"``)."""
+        w = self.prototypes.weight if prototypes is None else prototypes
+        w = F.normalize(w, dim=1) if self.prototype_norm == "unit" else w
         return F.normalize(z, dim=1) @ w.t()
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
-        v1, v2 = self.make_views(batch)[:2]
-        (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        if self.prototype_norm == "unit":
+            with torch.no_grad():
+                self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
+        views = self.make_views(batch)
+        (_, z1), (_, z2) = self.embed(views[0]), self.embed(views[1])
         z1, z2 = gather_with_grad(z1), gather_with_grad(z2)  # Sinkhorn's equipartition over the global batch
         frozen = self.epoch < self.freeze_prototypes_epochs
         protos = self.prototypes.weight.detach() if frozen else None
         s1, s2 = self.scores(z1, protos), self.scores(z2, protos)
+        local_scores = []
+        if len(views) > 2:  # multi-crop: the local crops (one size) as one batch through the networks
+            _, z_local = self.embed(torch.cat(views[2:]))
+            local_scores = [self.scores(gather_with_grad(z), protos) for z in z_local.chunk(len(views) - 2)]
         queue1 = queue2 = None
         use_queue = self.queue.shape[1] > 0 and self.epoch >= self.queue_start_epoch
         if use_queue and int(self.queue_filled) >= self.queue.shape[1]:
             with torch.no_grad():
                 queue1, queue2 = self.scores(self.queue[0]), self.scores(self.queue[1])
-        loss = losses.swav_loss(s1, s2, self.temperature, self.epsilon, self.iterations, queue1, queue2)
+        loss = losses.swav_loss(s1, s2, self.temperature, self.epsilon, self.iterations, queue1, queue2,
+                                local_scores=local_scores)
         if use_queue:
             self._pending = torch.stack([F.normalize(z1.detach().float(), dim=1), F.normalize(z2.detach().float(), dim=1)])
         return {"loss": loss, "z_std": _embedding_std(z1)}

@@ -41,7 +41,9 @@ HEADS = {
     "byol_projector": dict(hidden=4096, out=256, batch_norm=True),           # BYOL (Grill et al. 2020)
     "byol_predictor": dict(hidden=4096, out=256, batch_norm=True),
     "mocov2plus_projector": dict(hidden=2048, out=128, batch_norm=False),    # MoCo v2+ (solo-learn)
-    "simsiam_projector": dict(hidden=2048, out=2048, layers=3, batch_norm=True, last_batch_norm=True),
+    # SimSiam's code: the last BN has no affine parameters (Chen & He 2021, main_simsiam / builder.py)
+    "simsiam_projector": dict(hidden=2048, out=2048, layers=3, batch_norm=True, last_batch_norm=True,
+                              last_bn_affine=False),
     "simsiam_predictor": dict(hidden=512, out=2048, batch_norm=True),        # bottleneck predictor (Chen & He 2021)
     "barlow_projector": dict(hidden=2048, out=2048, layers=3, batch_norm=True),
     "vicreg_projector": dict(hidden=2048, out=2048, layers=3, batch_norm=True),

@@ -262,3 +262,29 @@ def choice_runs(records: pd.DataFrame, choice: str, baseline: tuple[str, str] | 
             raise ValueError(f"no run labelled {baseline[0]!r} in the records")
         rows = pd.concat([base.assign(label=prefix + baseline[1]), rows[rows["label"] != baseline[0]]])
     return rows.assign(label=rows["label"].str.removeprefix(prefix))
+
+
+def load_screening(path) -> pd.DataFrame:
+    """The screening runs behind the ``cpu`` recipe (``results/laptop/screening.jsonl``, one JSON object per run,
+    written by ``results/laptop/screening.py``): one row per run with its recipe, wall ``train_s``, the median
+    epoch time of its per-epoch curve where it has one (steadier than the total when another job shared the
+    machine for a few epochs), and the final probe / kNN."""
+    import json
+    from pathlib import Path
+
+    rows = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        run = json.loads(line)
+        cfg = run["cfg"]
+        curve = run.get("curve") or []
+        epoch_seconds = pd.Series([b[0] - a[0] for a, b in zip([[0.0, 0.0]] + curve[:-1], curve)])
+        rows.append({"run": number, "method": cfg["method"], "backbone": f"res_convnet({cfg.get('width', 16)})",
+                     "views px": cfg.get("view_size", 32), "optimizer": cfg.get("optimizer", "adam"),
+                     "lr": cfg.get("lr"), "epochs": cfg["epochs"], "options": ", ".join(
+                         f"{k}={v}" for k, v in cfg.get("options", {}).items()
+                         if k in ("base_tau", "proj_out", "num_classes", "label_smoothing")),
+                     "train_s": run.get("train_s"),
+                     "median_epoch_s": float(epoch_seconds.median()) if len(epoch_seconds) else None,
+                     "probe": run.get("test_acc", run.get("probe")), "knn": run.get("knn"),
+                     "random_init_probe": run.get("probe0")})
+    return pd.DataFrame(rows).set_index("run")

@@ -513,7 +513,7 @@ def plot_accuracy_vs_time(df: pd.DataFrame, x: str = "seconds", y: str = "knn_mo
             ax.scatter(last[x], last[final], color=color, marker="*", s=60, zorder=3)
         if floor is not None:
             ax.axhline(rows[floor].mean(), color=color, linestyle=":", linewidth=1)
-    ax.set_xlabel("train time (CPU seconds, 2 cores)" if x == "seconds" else x)
+    ax.set_xlabel("train time (s, 2 CPU cores)" if x == "seconds" else x)
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:

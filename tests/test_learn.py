@@ -7,7 +7,7 @@ import torch
 
 from ssltutor import bench, data
 from ssltutor.learn import (LEARN_METHODS, LearnResult, best_line, build_method, learn_run, load_records,
-                            choice_runs, method_settings, recipe_table, summary_table)
+                            choice_runs, load_screening, method_settings, recipe_table, summary_table)
 from ssltutor.presets import preset
 
 LINE = re.compile(r"^learn (\w+) seed (\d+): probe (0\.\d{3}|1\.000), knn (0\.\d{3}|1\.000), random init probe "
@@ -133,3 +133,22 @@ def test_choice_runs_selects_a_choice_and_adds_the_baseline():
     assert list(choice_runs(records, "views", baseline=("backbone/a", "base")).label) == ["base", "c"]
     with pytest.raises(ValueError, match="no run labelled"):
         choice_runs(records, "views", baseline=("nope", "x"))
+
+
+def test_load_screening_reads_the_committed_runs(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"cfg": {"method": "simclr", "width": 16, "epochs": 2, "lr": 0.001, "view_size": 24}, '
+                    '"curve": [[10.0, 0.3], [30.0, 0.4]], "train_s": 30.0, "probe": 0.5, "knn": 0.45}\n'
+                    '{"cfg": {"method": "supervised", "epochs": 1, "optimizer": "sgd", "lr": 0.1}, '
+                    '"train_s": 9.0, "test_acc": 0.7, "probe": 0.6, "knn": 0.5, "probe0": 0.4}\n')
+    frame = load_screening(path)
+    assert list(frame.index) == [1, 2] and frame.loc[1, "views px"] == 24 and frame.loc[2, "views px"] == 32
+    assert frame.loc[1, "median_epoch_s"] == pytest.approx(15.0) and pd.isna(frame.loc[2, "median_epoch_s"])
+    assert frame.loc[2, "probe"] == 0.7  # a supervised run reports its own classifier
+
+
+def test_the_committed_screening_file_loads():
+    from pathlib import Path
+
+    frame = load_screening(Path(__file__).resolve().parents[1] / "results" / "laptop" / "screening.jsonl")
+    assert len(frame) >= 5 and frame["probe"].between(0, 1).all()

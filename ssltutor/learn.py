@@ -19,7 +19,7 @@ import torch
 
 from .data import ImageDataset, augment
 from .evaluate import KNNMonitor, extract_features
-from .methods import SSL_METHODS, Method, create
+from .methods import METHODS, SSL_METHODS, Method, create
 from .models import create_backbone
 from .probes import probe_suite
 from .train import fit
@@ -86,8 +86,6 @@ def build_method(name: str, s: dict, seed: int, dataset: str, num_classes: int) 
         return method
     options.setdefault("crop_scale", s["crop_scale"])
     if view_size != s["image_size"]:
-        from .methods import METHODS
-
         view_options = {"scale": tuple(options.pop("crop_scale"))}
         if "jitter_strength" in options:
             view_options["strength"] = options.pop("jitter_strength")

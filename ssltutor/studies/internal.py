@@ -188,7 +188,7 @@ def ablation_step_ratio(settings: dict, stage: int, num_groups: int, num_classes
 
 def run_ablation(train: ImageDataset, test: ImageDataset, settings: dict, stages: Sequence[int] | None = None,
                  groups: Sequence[int] | None = None, seed: int = 0, device=None,
-                 known: Sequence[dict] = ()) -> pd.DataFrame:
+                 known: Sequence[VariantRun] = ()) -> pd.DataFrame:
     """The internal variant at each discard position (``stages``, default ``settings["ablation_stages"]`` or every
     stage; M = the preset's ``num_groups``) and each M (``groups``, default ``settings["ablation_groups"]``; at the
     preset's stage). ``known``: :func:`run_variant` outputs of internal runs already trained with the same

@@ -527,8 +527,15 @@ def resolve(name: str, paper: str | None = None, **overrides) -> Settings:
 
 def preset(name: str, paper: str | None = None, **overrides) -> dict:
     """:func:`resolve` as a plain dict with every key of the schema: what the notebooks and studies read
-    (``settings["lr"]``), copy (``dict(settings, epochs=1)``) and change."""
-    return as_dict(resolve(name, paper, **overrides))
+    (``settings["lr"]``), copy (``dict(settings, epochs=1)``) and change.
+
+    ``paper="learn"`` keeps only the keys its presets set (validated all the same): ``ssltutor.learn`` stores each
+    run's merged recipe with its record, so a key added here would make every recorded run look like another."""
+    settings = as_dict(resolve(name, paper, **overrides))
+    if paper == "learn":
+        given = {*PRESETS[resolve_preset(name)], *PAPER_PRESETS["learn"].get(resolve_preset(name), {}), *overrides}
+        settings = {k: v for k, v in settings.items() if k in given}
+    return settings
 
 
 def as_dict(settings: Settings) -> dict:

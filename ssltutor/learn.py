@@ -380,3 +380,23 @@ def curve_summary(curves: pd.DataFrame) -> pd.DataFrame:
     table = table.loc[list(curves["label"].unique())]  # the labels in the order the curves give them
     table["probe gain (points)"] = (100 * (table["probe"] - table["probe0"])).round(1)
     return table.drop(columns="probe0").astype({"epochs": int}).round({"seconds": 0, "probe": 3})
+
+
+def recorded_results(records: pd.DataFrame) -> list[LearnResult]:
+    """The recipe's runs (:func:`canonical_runs`) of a records frame as :class:`LearnResult` s, in the order
+    ``bench learn`` prints them: by seed, then in :data:`LEARN_METHODS` order."""
+    runs = canonical_runs(records).sort_values("epoch", kind="stable").groupby(["method", "seed"]).tail(1)
+    order = {name: i for i, name in enumerate(LEARN_METHODS)}
+    runs = runs.assign(_order=runs["method"].map(order)).sort_values(["seed", "_order"])
+    return [LearnResult(r.method, int(r.seed), float(r.probe), float(r.knn), float(r.probe0), float(r.knn0),
+                        int(r.epochs), float(r.train_seconds)) for r in runs.itertuples()]
+
+
+def recorded_lines(records: pd.DataFrame) -> list[str]:
+    """The ``learn ...`` lines of the recipe's recorded runs, then the ``learn best`` line (what ``bench learn
+    --seeds ... --record`` prints again for them)."""
+    results = recorded_results(records)
+    lines = [r.line() for r in results]
+    if any(r.method != "supervised" for r in results):
+        lines.append(best_line(results))
+    return lines

@@ -219,3 +219,22 @@ def test_curve_summary_gives_the_last_epoch_of_each_label(tmp_path):
     assert list(table.index) == ["32 px", "24 px", "fast"]
     assert table.loc["24 px", "seconds"] == 12.0 and table.loc["24 px", "epochs"] == 2
     assert table.loc["24 px", "probe"] == 0.52 and table.loc["24 px", "probe gain (points)"] == 12.0
+
+
+def test_recorded_lines_print_the_recipe_runs_by_seed_then_method():
+    from ssltutor.learn import RECORD_COLUMNS, recorded_lines
+
+    def row(label, method, seed, epoch, probe):
+        return dict(label=label, method=method, seed=seed, preset="cpu", overrides="{}", train_images=20000,
+                    epoch=epoch, seconds=10.0 * epoch, knn_monitor=float("nan"), epochs=2, train_seconds=20.0,
+                    probe=probe, knn=0.5, probe0=0.4, knn0=0.3, recipe="{}")
+
+    records = pd.DataFrame([row("simclr", "simclr", 1, 1, 0.6), row("simclr", "simclr", 1, 2, 0.6),
+                            row("supervised", "supervised", 0, 2, 0.8), row("simclr", "simclr", 0, 2, 0.55),
+                            row("views/x", "simclr", 0, 2, 0.9)], columns=list(RECORD_COLUMNS))
+    lines = recorded_lines(records)
+    assert [line.split(":")[0] for line in lines[:3]] == [
+        "learn supervised seed 0", "learn simclr seed 0", "learn simclr seed 1"]
+    assert lines[1] == ("learn simclr seed 0: probe 0.550, knn 0.500, random init probe 0.400, knn 0.300, "
+                        "epochs 2, train seconds 20")
+    assert lines[-1] == "learn best: simclr probe 0.575 (+17.5 points over random init)"  # the labelled run is out

@@ -24,6 +24,7 @@ import torch
 
 from .data import augment
 from .models import CONVNETS
+from .timing import CLOCKS, random_images, seconds_per_step, synchronize, time_train_step, training_step  # noqa: F401
 
 # ------------------------------------------------------------------------------------------------------------------
 # augment
@@ -59,16 +60,6 @@ def torchvision_simclr_transform(size: int, mean, std, strength: float = 1.0):
     ])
 
 
-def _random_images(count: int, size: int, seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8, generator=generator)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @contextlib.contextmanager
 def _torch_threads(count: int):
     """torch's intra-op thread count set to ``count`` inside the block, the caller's restored after it."""
@@ -91,18 +82,18 @@ def batched_images_per_second(device, batch_size: int = 512, size: int = 32, rep
     """Images/s (two views each) of :func:`augment.simclr_views` on one uint8 batch already on ``device``;
     best of ``rounds`` rounds of ``repeats`` batches."""
     device = torch.device(device)
-    images = _random_images(batch_size, size).to(device)
+    images = random_images(batch_size, size).to(device)
     views = augment.simclr_views(size, *augment.STATS["cifar10"], dtype=dtype)
     generator = torch.Generator(device).manual_seed(0)
     for _ in range(3):  # warm-up: allocator, kernels, CUDA context
         views(images, generator)
 
     def run_round():
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(repeats):
             views(images, generator)
-        _synchronize(device)
+        synchronize(device)
         return batch_size * repeats, time.perf_counter() - start
 
     return _best_rate(run_round, rounds)
@@ -113,7 +104,7 @@ def loader_images_per_second(batch_size: int = 512, size: int = 32, batches: int
     """Images/s (two views each) of the per-sample torchvision v2 pipeline through a DataLoader with ``workers``
     processes; best of ``rounds`` epochs of ``batches`` batches. Each epoch's first batch (worker start-up,
     pipeline fill) is not timed, which if anything flatters the DataLoader."""
-    images = _random_images(batch_size * batches, size)
+    images = random_images(batch_size * batches, size)
     dataset = _TwoViewDataset(images, torchvision_simclr_transform(size, *augment.STATS["cifar10"]))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
                                          num_workers=workers, persistent_workers=workers > 0)
@@ -139,7 +130,7 @@ def images_per_cpu_second(batch_size: int = 512, size: int = 32, rounds: int = 3
 
 
 def _images_per_cpu_second(batch_size: int, size: int, rounds: int) -> dict:
-    images = _random_images(batch_size, size)
+    images = random_images(batch_size, size)
     per_sample = torchvision_simclr_transform(size, *augment.STATS["cifar10"])
     views = augment.simclr_views(size, *augment.STATS["cifar10"])
     generator = torch.Generator().manual_seed(0)
@@ -214,67 +205,6 @@ def _run_augment(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def training_step(method, images: torch.Tensor, labels: torch.Tensor, precision: str = "fp32", device="cpu",
-                  seed: int = 0):
-    """One full training step of ``method`` on a fixed batch (views, forward, backward, SGD update, EMA/queue
-    hook), as a closure the timers call repeatedly."""
-    from .methods import Batch
-    from .train import make_optimizer
-
-    device = torch.device(device)
-    generator = torch.Generator(device).manual_seed(seed)
-    opt = make_optimizer(method.parameter_groups(0.0), "sgd", lr=1e-3)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    method.train()
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = method.step(Batch(images, labels, generator))["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        method.on_step_end(0.5)
-
-    return step
-
-
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
-def seconds_per_step(step, device="cpu", repeats: int = 1, clock: str = "wall") -> float:
-    """Mean seconds of ``repeats`` calls of ``step`` (a closure like :func:`training_step`'s), CUDA synchronised
-    before and after. ``clock``: ``"wall"`` (what a user waits) or ``"cpu"`` (process CPU time, steadier when
-    other jobs share the CPU)."""
-    if clock not in CLOCKS:
-        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    now, device = CLOCKS[clock], torch.device(device)
-    _synchronize(device)
-    start = now()
-    for _ in range(repeats):
-        step()
-    _synchronize(device)
-    return (now() - start) / repeats
-
-
-def time_train_step(method, batch_size: int = 128, size: int = 32, precision: str = "fp32",
-                    channels_last: bool = False, device="cpu", repeats: int = 5, warmup: int = 2,
-                    num_classes: int = 10) -> float:
-    """Images/s of one full training step (augmentation, forward, backward, SGD update, EMA/queue hook) of
-    ``method`` on a uint8 batch resident on ``device``; median of ``repeats`` timed steps after ``warmup``."""
-    device = torch.device(device)
-    method.to(device).train()
-    if channels_last:
-        method.to(memory_format=torch.channels_last)
-        method.memory_format = torch.channels_last
-    images = _random_images(batch_size, size).to(device)
-    labels = torch.arange(batch_size, device=device) % num_classes
-    step = training_step(method, images, labels, precision, device)
-    times = [seconds_per_step(step, device) for _ in range(warmup + repeats)][warmup:]
-    return batch_size / sorted(times)[len(times) // 2]
-
-
 def _step_methods(names, backbone: str, width: int, size: int):
     from .methods import create
     from .models import create_backbone
@@ -318,12 +248,12 @@ ENGINE_METHODS = ("supervised", "simclr", "byol", "mocov2plus", "simsiam", "barl
 def paper_rows(device="cpu", batch_size: int = 128, size: int = 32, precision: str = "fp32", repeats: int = 5) -> list[dict]:
     """The paper methods' overhead rows: the internal pretext task at each stage position over the supervised step
     (target <= 1.10x at the last stage) and SSL + rotation over the base SSL step (target <= 2.1x)."""
-    from .methods import internal
+    from .internal_study import step_time_ratio as internal_ratio
     from .rotation_study import step_time_ratio as rotation_ratio
 
     rows = []
     for stage in range(4):
-        ratio = internal.step_time_ratio(stage, 4, "small_convnet", batch_size, size, precision, repeats, device=device)
+        ratio = internal_ratio(stage, 4, "small_convnet", batch_size, size, precision, repeats, device=device)
         rows.append(dict(method=f"internal@stage{stage}", backbone="small_convnet32", precision=precision, ratio=ratio,
                          reference="supervised"))
     for base in ("simclr", "byol"):

@@ -27,8 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .models import extract_features
+
 __all__ = [
     "extract_features",
+    "predict_labels",
     "knn_predict",
     "knn_accuracy",
     "ProbeResult",
@@ -43,56 +46,25 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Features
+# Predictions of a classifier method
 # ----------------------------------------------------------------------------------------------------------------
-def _module_device(module: nn.Module) -> torch.device:
-    for tensor in module.parameters():
-        return tensor.device
-    for tensor in module.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
 @torch.no_grad()
-def extract_features(
-    backbone: nn.Module,
-    images: Tensor,
-    transform: Callable[[Tensor, torch.Generator | None], Tensor] | None = None,
-    batch_size: int = 512,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """Pooled features of a frozen backbone for a whole image tensor.
-
-    Args:
-        backbone: maps a float batch ``(B, 3, H, W)`` to features ``(B, D)``; it is put in eval mode (BatchNorm
-            uses running statistics) and its previous train/eval mode is restored afterwards.
-        images: uint8 ``(N, 3, H, W)`` on any device (e.g. ``ImageDataset.images``).
-        transform: maps a uint8 batch to the normalized float input, called as ``transform(batch, None)``
-            (e.g. ``ssltutor.data.augment.eval_transform(size, mean, std)``). ``None``: ``batch.float() / 255``.
-        batch_size: images per forward pass.
-        device: where to run; default: the device of the backbone's parameters.
-
-    Returns:
-        float32 ``(N, D)`` on ``device``.
-    """
-    if images.ndim != 4:
-        raise ValueError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = torch.device(device) if device is not None else _module_device(backbone)
-    was_training = backbone.training
-    backbone.eval()
+def predict_labels(method: nn.Module, images: Tensor, mode: str | None = None, batch_size: int = 512) -> Tensor:
+    """Predicted classes (N,) on the CPU of uint8 ``images`` (N, 3, H, W) through ``method.eval_transform`` and
+    ``method.predict``, in eval mode (restored afterwards). ``mode`` goes to ``method.predict`` (the inference
+    rule of the joint-label methods; None: the method's default)."""
+    device = next(method.parameters()).device
+    was_training = method.training
+    method.eval()
     try:
-        chunks = []
+        out = []
         for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size].to(device, non_blocking=True)
-            x = transform(batch, None) if transform is not None else batch.float().div_(255)
-            chunks.append(backbone(x).float().flatten(1))
+            x = method.eval_transform(images[start : start + batch_size].to(device), None)
+            scores = method.predict(x) if mode is None else method.predict(x, mode)
+            out.append(scores.argmax(1).cpu())
     finally:
-        backbone.train(was_training)
-    if not chunks:
-        raise ValueError("images is empty: nothing to extract")
-    return torch.cat(chunks)
+        method.train(was_training)
+    return torch.cat(out)
 
 
 # ----------------------------------------------------------------------------------------------------------------

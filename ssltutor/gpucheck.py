@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .timing import synchronize
 
 IMAGES_FILE, LABELS_FILE = "cifar10_images.npy", "cifar10_labels.npy"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -170,11 +171,6 @@ def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # 1. CUDA code paths
 # ----------------------------------------------------------------------------------------------------------------
@@ -214,7 +210,7 @@ def code_paths(data, device: torch.device, sizes: Sizes) -> list[Row]:
             before = [p.detach().clone() for p in method.backbone.parameters()]
             history = fit(method, subset, epochs=1, batch_size=sizes.batch_size, optimizer="lars", lr=0.4,
                           weight_decay=1e-5, device=device, progress=False, **options)
-            _synchronize(device)
+            synchronize(device)
             losses = history.steps["loss"]
             moved = any(not torch.equal(a, b.detach().cpu()) for a, b in zip(before, method.backbone.parameters()))
             conv = next(m for m in method.backbone.modules() if isinstance(m, torch.nn.Conv2d)).weight
@@ -278,7 +274,7 @@ def throughput_methods(sizes: Sizes) -> dict[str, Callable[[], object]]:
 
 def throughput(device: torch.device, sizes: Sizes) -> list[Row]:
     """Images/s of one full training step per method, bf16 (fp16 without bf16) + channels_last."""
-    from .bench import time_train_step
+    from .timing import time_train_step
 
     rows: list[Row] = []
     precision = "bf16" if device.type != "cuda" or torch.cuda.is_bf16_supported() else "fp16"
@@ -365,7 +361,7 @@ def _projection(name: str, seconds: float, train_images: int, settings: dict, ep
 def colab_runs(data, device: torch.device, sizes: Sizes) -> list[Row]:
     from . import continual, dogo_study, internal_study, rotation_study
     from .data import ImageDataset
-    from .methods import fkt
+    from .studies import fkt
 
     rows: list[Row] = []
     n_train, n_test = sizes.colab_train, sizes.colab_test
@@ -375,10 +371,10 @@ def colab_runs(data, device: torch.device, sizes: Sizes) -> list[Row]:
     test = ImageDataset(test.images, test.labels, list(test.classes), "cifar10", "test")
 
     def timed(fn) -> tuple[object, float]:
-        _synchronize(device)
+        synchronize(device)
         t0 = time.perf_counter()
         out = fn()
-        _synchronize(device)
+        synchronize(device)
         return out, time.perf_counter() - t0
 
     def fkt_run():

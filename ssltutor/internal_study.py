@@ -13,6 +13,7 @@ Notebook 03 calls these; the issue's measurement script calls :func:`run_study` 
 """
 from __future__ import annotations
 
+import copy
 from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
@@ -22,13 +23,16 @@ import torch
 from matplotlib.figure import Figure
 
 from .data import ImageDataset, labelled_fraction
+from .evaluate import predict_labels
 from .methods import Method, create
-from .methods.internal import INFERENCE_MODES, InternalPretext, decode, joint_labels, predict_labels, step_times
-from .models import create_backbone
-from .train import fit
+from .methods.internal import INFERENCE_MODES, InternalPretext, decode, joint_labels
+from .methods.supervised import Supervised
+from .models import CONVNETS, Backbone, create_backbone
+from .timing import fastest_steps, random_images, training_step
+from .train import fit, resolve_device
 
 __all__ = ["VARIANTS", "METHOD_KEYS", "build_method", "labelled_train", "run_variant", "run_study", "summarize",
-           "ablation_step_ratio", "run_ablation", "joint_label_table", "plot_discard_masks", "plot_discarded_features", "plot_ablation"]
+           "step_times", "step_time_ratio", "ablation_step_ratio", "run_ablation", "joint_label_table", "plot_discard_masks", "plot_discarded_features", "plot_ablation"]
 
 # variant -> (registered method, options on top of the preset's internal options)
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -125,10 +129,57 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def step_times(stage: int | None = None, num_groups: int = 4, backbone: str | Backbone = "small_convnet",
+               batch_size: int = 128, image_size: int = 32, precision: str = "fp32", repeats: int = 10,
+               width: int = 32, channels_last: bool = False, device=None, num_classes: int = 10, warmup: int = 2,
+               **options) -> dict:
+    """Seconds per training step of the supervised baseline and of :class:`InternalPretext` (discard after
+    ``stage``, ``num_groups`` = M) with the same backbone weights and batch; the step is
+    :func:`ssltutor.timing.training_step` (views, forward, backward, SGD update, end-of-step hook).
+
+    backbone: a name (``width`` applies to ``small_convnet``) or a Backbone (copied). The two methods are timed
+    alternately, ``repeats`` steps each after ``warmup``, and each keeps its fastest step
+    (:func:`ssltutor.timing.fastest_steps`). ``options`` go to :class:`InternalPretext` (e.g. ``rotation=True``,
+    ``include_identity=True``). Returns {"supervised_s", "internal_s", "ratio"}.
+    """
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be one of 'fp32', 'bf16', 'fp16', got {precision!r}")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    device = resolve_device(device)
+    if isinstance(backbone, str):
+        net = create_backbone(backbone, **({"width": width} if backbone in CONVNETS else {}))
+    else:
+        net = backbone
+    methods = {"supervised": Supervised(copy.deepcopy(net), num_classes, image_size),
+               "internal": InternalPretext(copy.deepcopy(net), num_classes, stage, num_groups, image_size=image_size,
+                                           **options)}
+    images = random_images(batch_size, image_size, device=device)
+    labels = torch.arange(batch_size, device=device) % num_classes
+    steps = {}
+    for name, m in methods.items():
+        m.to(device).train()
+        if channels_last:
+            m.use_channels_last()
+        steps[name] = training_step(m, images, labels, precision, device)
+    best = fastest_steps(steps, device, rounds=repeats, warmup=warmup)
+    return {"supervised_s": best["supervised"], "internal_s": best["internal"],
+            "ratio": best["internal"] / best["supervised"]}
+
+
+def step_time_ratio(stage: int | None = None, M: int = 4, backbone: str | Backbone = "small_convnet",
+                    batch_size: int = 128, image_size: int = 32, precision: str = "fp32", repeats: int = 10,
+                    **options) -> float:
+    """Step time of the internal pretext task (discard after ``stage``, M groups) over the supervised step with the
+    same backbone and batch: :func:`step_times`'s ratio (``options``: width, channels_last, device, warmup and
+    InternalPretext options)."""
+    return step_times(stage, M, backbone, batch_size, image_size, precision, repeats, **options)["ratio"]
+
+
 def ablation_step_ratio(settings: dict, stage: int, num_groups: int, num_classes: int, device=None,
                         repeats: int | None = None) -> float:
     """Step time over the supervised step for the preset's backbone, batch size, image size and precision
-    (:func:`~ssltutor.methods.internal.step_times` on one fixed batch, timed alternately: cleaner than the
+    (:func:`step_times` on one fixed batch, timed alternately: cleaner than the
     per-step times of a training run on a shared machine). ``repeats``: default ``settings["timing_repeats"]``
     or 5."""
     repeats = settings.get("timing_repeats", 5) if repeats is None else repeats

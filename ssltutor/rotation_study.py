@@ -19,12 +19,12 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from .bench import CLOCKS, seconds_per_step, training_step
 from .data import ImageDataset, labelled_fraction
 from .evaluate import KNNMonitor, knn_accuracy, linear_probe
 from .methods import Method, create
 from .methods.rotation import rotation_logits
 from .models import CONVNETS, create_backbone
+from .timing import check_clock, fastest_steps, random_images, training_step
 from .train import FitState, fit, resolve_device
 
 __all__ = ["variant_name", "build_method", "fit_options", "step_time_ratio", "TimedKNNMonitor", "random_init_knn",
@@ -69,13 +69,6 @@ def fit_options(settings: dict, base: str, epochs: int) -> dict:
 # ------------------------------------------------------------------------------------------------------------------
 # Cost of the auxiliary task
 # ------------------------------------------------------------------------------------------------------------------
-def _training_step(method: Method, images: torch.Tensor, precision: str, seed: int,
-                   device: torch.device) -> Callable[[], None]:
-    """One full training step of ``method`` on ``images`` (the benchmark's :func:`ssltutor.bench.training_step`)."""
-    labels = torch.zeros(len(images), dtype=torch.long, device=device)
-    return training_step(method, images, labels, precision, device, seed)
-
-
 def step_time_ratio(base_name: str = "simclr", backbone: str = "small_convnet", batch_size: int = 128,
                     image_size: int = 32, precision: str = "bf16", repeats: int = 5, rounds: int = 3,
                     width: int = 32, head_scale: float = 1 / 8, channels_last: bool = True, device=None,
@@ -92,29 +85,19 @@ def step_time_ratio(base_name: str = "simclr", backbone: str = "small_convnet", 
     """
     if repeats < 1 or rounds < 1:
         raise ValueError(f"repeats and rounds must be >= 1, got {repeats} and {rounds}")
-    if clock not in CLOCKS:
-        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
     device = resolve_device(device)
-    if clock == "cpu" and device.type != "cpu":
-        raise ValueError("clock='cpu' measures process CPU time: use it with device='cpu', or clock='wall'")
+    check_clock(clock, device)
     settings = dict(backbone=backbone, width=width if backbone in CONVNETS else None, head_scale=head_scale,
                     image_size=image_size)
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8,
-                           generator=generator).to(device)
+    images = random_images(batch_size, image_size, seed, device)
+    labels = torch.zeros(batch_size, dtype=torch.long, device=device)
     steps = {}
     for rotation in (False, True):
         m = build_method(base_name, rotation, settings, seed=seed).to(device)
         if channels_last:
-            m.to(memory_format=torch.channels_last)
-            m.memory_format = torch.channels_last
-        steps[rotation] = _training_step(m, images, precision, seed, device)
-        for _ in range(2):  # warm-up: allocator, kernels, MoCo's queue
-            steps[rotation]()
-    best = {False: float("inf"), True: float("inf")}
-    for _ in range(rounds):
-        for rotation, step in steps.items():
-            best[rotation] = min(best[rotation], seconds_per_step(step, device, repeats, clock))
+            m.use_channels_last()
+        steps[rotation] = training_step(m, images, labels, precision, device, seed)
+    best = fastest_steps(steps, device, rounds, repeats, warmup=2, clock=clock)  # warm-up: also MoCo's queue
     return {"base": base_name, "base_step_s": best[False], "rotation_step_s": best[True],
             "ratio": best[True] / best[False]}
 

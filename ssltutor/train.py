@@ -236,8 +236,7 @@ def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: 
 
     method.to(device)
     if channels_last:
-        method.to(memory_format=torch.channels_last)
-        method.memory_format = torch.channels_last
+        method.use_channels_last()
     if compile:
         method.backbone.compile()
     if ctx is not None and sync_batchnorm:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from ssltutor import gradcam, losses
 from ssltutor.data import augment
 from ssltutor.methods import Batch, create
-from ssltutor.methods import fkt
+from ssltutor.studies import fkt
 from ssltutor.models import create_backbone
 from ssltutor.presets import PAPER_PRESETS, preset
 

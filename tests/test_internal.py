@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from ssltutor.data import load
+from ssltutor.evaluate import predict_labels
 from ssltutor.experiment import cap
+from ssltutor.internal_study import step_time_ratio
 from ssltutor.methods import METHODS, Batch, create
 from ssltutor.methods.internal import (
     InternalPretext,
@@ -13,9 +15,7 @@ from ssltutor.methods.internal import (
     discard_channels,
     discard_masks,
     joint_labels,
-    predict_labels,
     single_logits,
-    step_time_ratio,
 )
 from ssltutor.models import create_backbone
 from ssltutor.train import fit

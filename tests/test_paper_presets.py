@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from ssltutor import continual, dogo_study, internal_study, rotation_study, train as train_module
 from ssltutor.data import ImageDataset, load
-from ssltutor.methods import SSL_METHODS, create, fkt
+from ssltutor.methods import SSL_METHODS, create
+from ssltutor.studies import fkt
 from ssltutor.methods.ssl import SwAV
 from ssltutor.models import create_backbone
 from ssltutor.presets import PAPER_PRESETS, PRESETS, preset, resolve_preset

@@ -1,24 +1,13 @@
 """Methods by name: ``create("simclr", backbone=..., **options)``."""
 from __future__ import annotations
 
-import inspect
-
 from ..data import augment
 from ..models import Backbone, create_backbone
-from .base import Batch, Method, cosine_momentum, ema_update, frozen_copy
-from .ssl import BYOL, VICReg, BarlowTwins, MoCoV2Plus, SimCLR, SimSiam, SSLMethod, SwAV
+from .base import Batch, Method, allowed_options, check_options, cosine_momentum, ema_update, frozen_copy
+from .ssl import SSL_CLASSES, BYOL, VICReg, BarlowTwins, MoCoV2Plus, SimCLR, SimSiam, SSLMethod, SwAV
 from .supervised import Supervised
 
-METHODS: dict[str, type[Method]] = {
-    "supervised": Supervised,
-    "simclr": SimCLR,
-    "byol": BYOL,
-    "mocov2plus": MoCoV2Plus,
-    "simsiam": SimSiam,
-    "barlow_twins": BarlowTwins,
-    "vicreg": VICReg,
-    "swav": SwAV,
-}
+METHODS: dict[str, type[Method]] = {"supervised": Supervised, **SSL_CLASSES}
 SSL_METHODS = tuple(m for m in METHODS if m != "supervised")
 
 # Paper 002 (EffSSL): "<base>_rot" for simclr/byol/mocov2plus/simsiam/barlow_twins/vicreg/swav, and "rotnet".
@@ -38,23 +27,6 @@ from .fkt import FKT  # noqa: E402
 METHODS.update({"fkt": FKT})
 
 
-def register(name: str, cls: type[Method]) -> None:
-    """Make a method available to :func:`create` (the paper methods register themselves)."""
-    METHODS[name] = cls
-
-
-def allowed_options(cls: type) -> list[str]:
-    """Keyword options a method class accepts (its own and those of its bases), ``backbone`` excluded."""
-    names: list[str] = []
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass) or klass in (Method, object):
-            continue
-        for p in inspect.signature(klass.__init__).parameters.values():
-            if p.name not in ("self", "backbone") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in names:
-                names.append(p.name)
-    return names
-
-
 def create(name: str, backbone: Backbone | str | None = None, *, dataset: str | None = None, **options) -> Method:
     """Build a method by name. ``backbone``: a Backbone, a backbone name, or None for the small convnet.
     ``dataset`` (optional) picks the normalisation statistics. Unknown names or options raise a ValueError that
@@ -62,17 +34,14 @@ def create(name: str, backbone: Backbone | str | None = None, *, dataset: str | 
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}: choose one of {', '.join(sorted(METHODS))}")
     cls = METHODS[name]
-    allowed = allowed_options(cls)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for method {name!r}: allowed are {', '.join(allowed)}")
+    check_options(name, cls, options)
     if backbone is None or isinstance(backbone, str):
         backbone = create_backbone(backbone or "small_convnet")
-    if dataset is not None and "stats" in allowed and "stats" not in options:
+    if dataset is not None and "stats" in allowed_options(cls) and "stats" not in options:
         options["stats"] = augment.STATS.get(dataset, augment.IMAGENET_STATS)
     return cls(backbone, **options)
 
 
-__all__ = ["Batch", "Method", "METHODS", "SSL_METHODS", "create", "register", "allowed_options", "frozen_copy",
+__all__ = ["Batch", "Method", "METHODS", "SSL_METHODS", "create", "allowed_options", "frozen_copy",
            "ema_update", "cosine_momentum", "SSLMethod", "Supervised", "SimCLR", "BYOL", "MoCoV2Plus", "SimSiam",
            "BarlowTwins", "VICReg", "SwAV", "RotationAuxiliary", "RotNet", "rotation_class", "with_rotation"]

@@ -7,6 +7,7 @@ metrics. ``on_step_end`` updates momentum encoders and queues; ``backbone`` is w
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -14,8 +15,7 @@ import torch
 from torch import nn
 
 from ..data import augment
-from ..evaluate import extract_features
-from ..models import Backbone
+from ..models import Backbone, extract_features
 
 
 @dataclass
@@ -86,6 +86,12 @@ class Method(nn.Module):
                                **extra})
         return groups
 
+    def use_channels_last(self) -> "Method":
+        """Weights and augmented views in the channels_last layout (the fit loop's and the timers' option)."""
+        self.to(memory_format=torch.channels_last)
+        self.memory_format = torch.channels_last
+        return self
+
     # --- helpers for subclasses ---------------------------------------------------------------------------
     @torch.no_grad()
     def features(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
@@ -119,3 +125,23 @@ def ema_update(target: nn.Module, online: nn.Module, tau: float) -> None:
 def cosine_momentum(base: float, final: float, progress: float) -> float:
     """BYOL's schedule: tau = final - (final - base) * (cos(pi * progress) + 1) / 2, progress in [0, 1]."""
     return final - (final - base) * (math.cos(math.pi * progress) + 1) / 2
+
+
+def allowed_options(cls: type) -> list[str]:
+    """Keyword options a method class accepts (its own and those of its bases), ``backbone`` excluded."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass in (Method, object):
+            continue
+        for p in inspect.signature(klass.__init__).parameters.values():
+            if p.name not in ("self", "backbone") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in names:
+                names.append(p.name)
+    return names
+
+
+def check_options(name: str, cls: type, options: dict) -> None:
+    """A ValueError that lists the allowed options when ``options`` has a key ``cls`` does not accept."""
+    allowed = allowed_options(cls)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for method {name!r}: allowed are {', '.join(allowed)}")

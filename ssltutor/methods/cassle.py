@@ -45,8 +45,8 @@ from torch import nn
 from .. import losses
 from ..data import augment
 from ..models import Backbone, head
-from .base import Batch, Method, frozen_copy
-from .ssl import BYOL, VICReg, BarlowTwins, MoCoV2Plus, SimCLR, SimSiam, SSLMethod, SwAV
+from .base import Batch, Method, check_options, frozen_copy
+from .ssl import SSL_CLASSES, BYOL, VICReg, BarlowTwins, MoCoV2Plus, SimCLR, SimSiam, SSLMethod, SwAV
 
 DISTILLERS = ("contrastive", "predictive", "decorrelative", "predictive_mse", "knowledge")
 
@@ -114,10 +114,11 @@ class CaSSLe(Method):
                  frozen_bn_train: bool = False, reset_predictor: bool = True, seed: int = 0):
         nn.Module.__init__(self)  # not Method.__init__: backbone, views and memory_format belong to the base method
         if isinstance(base, Backbone):
-            from . import create  # late import: methods/__init__ imports this module
-
-            base = create(ssl_method, base, image_size=image_size, stats=stats, head_scale=head_scale,
-                          **(ssl_options or {}))
+            if ssl_method not in SSL_CLASSES:
+                raise ValueError(f"unknown ssl_method {ssl_method!r}: choose one of {', '.join(SSL_CLASSES)}")
+            options = dict(image_size=image_size, stats=stats, head_scale=head_scale, **(ssl_options or {}))
+            check_options(ssl_method, SSL_CLASSES[ssl_method], options)
+            base = SSL_CLASSES[ssl_method](base, **options)
         if not isinstance(base, SSLMethod):
             distiller_for(base)  # raises: names the methods CaSSLe can wrap
         self.base = base

@@ -8,46 +8,29 @@ optimises both objectives at once, in one stage, through one shared backbone f (
 
 x is the clean image (the released code) or an augmented view, v1/v2 are two SSL views of x, g the projector.
 
-This module holds the method (:class:`FKT`) and the experiment around it, all three variants through the same code
-path (``ssltutor.train.fit``) and the same model selection (:class:`BestEpoch` on a validation split carved from
-train; the released code selects on the test split, offered here as ``select_on="test"``):
-
->>> data = load_splits("intel_image", root="/data", settings=preset("cpu", paper="fkt"), seed=0)
->>> results = compare(data, settings=preset("cpu", paper="fkt"), seed=0)       # {"supervised", "rt", "fkt"}
->>> metrics_frame(results)                                                       # accuracy, macro P/R, kappa
+This module holds the method (:class:`FKT`), its views and its projector; the experiment around it (the three
+variants, model selection) is :mod:`ssltutor.studies.fkt`.
 """
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import dataclass
 from typing import Sequence
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import losses
-from ..data import ImageDataset, SPLITS, augment, labelled_fraction, load, stratified_split
-from ..evaluate import classification_metrics, extract_features
-from ..models import CONVNETS, Backbone, create_backbone, mlp
+from ..data import augment
+from ..models import Backbone, mlp
 from .base import Batch, Method
-from .ssl import SimCLR
-from .supervised import Supervised
 
 SIMILARITIES = ("cosine", "dot")
 CLASSIFIER_INPUTS = ("clean", "augmented")
-VARIANTS = ("supervised", "rt", "fkt")
-VARIANT_NAMES = {"supervised": "supervised only", "rt": "representational transfer (SimCLR -> fine-tune)",
-                 "fkt": "functional transfer (FKT)"}
-SELECT_ON = ("val", "test")
-STATS_CHOICES = ("dataset", "fkt_code")
 # The released code's projector on ResNet-18 features: Linear(512, 1024) -> ReLU -> Linear(1024, 128), no BN.
 PROJECTOR_REFERENCE = (512, 1024, 128)
 
 
-def _check_choice(name: str, value, allowed: Sequence) -> None:
+def check_choice(name: str, value, allowed: Sequence) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
 
@@ -116,8 +99,8 @@ class FKT(Method):
             raise ValueError(f"ssl_weight (lambda) must be >= 0, got {ssl_weight}")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        _check_choice("similarity", similarity, SIMILARITIES)
-        _check_choice("classifier_input", classifier_input, CLASSIFIER_INPUTS)
+        check_choice("similarity", similarity, SIMILARITIES)
+        check_choice("classifier_input", classifier_input, CLASSIFIER_INPUTS)
         self.num_classes = num_classes
         self.ssl_weight, self.temperature = float(ssl_weight), float(temperature)
         self.similarity, self.classifier_input = similarity, classifier_input
@@ -145,248 +128,5 @@ class FKT(Method):
         return self.classifier(self.backbone(x))
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Data: train / val / test, model selection
-# ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class Splits:
-    """train: what the variants learn from; val: model selection (carved from train, or the dataset's own
-    ``val`` split where it has one: APTOS); test: scored once, after selection."""
-
-    train: ImageDataset
-    val: ImageDataset
-    test: ImageDataset
-
-    @property
-    def num_classes(self) -> int:
-        return self.train.num_classes
-
-
-def carve_val(train: ImageDataset, val_fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:
-    """A stratified validation split of ``train`` (disjoint; ``ssltutor.data.stratified_split``)."""
-    keep, val = stratified_split(train.labels, val_fraction, seed)
-    return train.subset(keep), train.subset(val)
-
-
-def load_splits(dataset: str, root=None, settings: dict | None = None, seed: int = 0) -> Splits:
-    """Train / val / test of ``dataset`` at ``settings["image_size"]``. The train split is capped at
-    ``max_train`` (stratified, seeded) first, then the validation split (``val_fraction``) is carved from it, unless
-    the dataset ships one (APTOS: our fixed 70/10/20 split of train.csv). ``max_test`` caps the test split."""
-    from ..experiment import cap
-    from ..presets import preset
-
-    settings = settings or preset("cpu", paper="fkt")
-    size = settings["image_size"]
-    train = cap(load(dataset, root=root, split="train", size=size), settings.get("max_train"), seed)
-    test = cap(load(dataset, root=root, split="test", size=size), settings.get("max_test"), seed)
-    if "val" in SPLITS[dataset]:
-        return Splits(train, load(dataset, root=root, split="val", size=size), test)
-    train, val = carve_val(train, settings.get("val_fraction", 0.15), seed)
-    return Splits(train, val, test)
-
-
-def predict_labels(method: Method, images: torch.Tensor, transform, device=None, batch_size: int = 512) -> torch.Tensor:
-    """Predicted classes ``(N,)`` (CPU int64) of ``method.classifier(method.backbone(x))`` in eval mode."""
-    model = nn.Sequential(method.backbone, method.classifier)
-    return extract_features(model, images, transform, batch_size, device).argmax(1).cpu()
-
-
-class BestEpoch:
-    """A ``fit`` callback: after every epoch, score the method on ``data`` (accuracy, logged as ``<name>_acc``)
-    and, if ``keep``, keep a copy of the weights of the best epoch so far (ties: the earlier epoch).
-
-    ``restore(method)`` loads the kept weights back."""
-
-    def __init__(self, data: ImageDataset, transform, name: str = "val", keep: bool = True):
-        self.data, self.transform, self.name, self.keep = data, transform, name, keep
-        self.best_acc, self.best_epoch, self.best_state = -math.inf, 0, None
-
-    def __call__(self, state) -> dict[str, float]:
-        pred = predict_labels(state.method, self.data.images, self.transform, state.device)
-        acc = (pred == self.data.labels.cpu()).sum().item() / len(pred)  # float64, as classification_metrics
-        if self.keep and acc > self.best_acc:
-            self.best_acc, self.best_epoch = acc, state.epoch
-            self.best_state = {k: v.detach().clone() for k, v in state.method.state_dict().items()}
-        return {f"{self.name}_acc": acc}
-
-    def restore(self, method: Method) -> None:
-        if self.best_state is None:
-            raise RuntimeError("no epoch was scored: pass this BestEpoch to fit(callbacks=[...]) first")
-        method.load_state_dict(self.best_state)
-
-
-def score(method: Method, data: ImageDataset, transform, device=None) -> dict[str, float]:
-    """Accuracy, macro precision / recall / F1 and quadratic kappa of ``method`` on ``data``."""
-    pred = predict_labels(method, data.images, transform, device)
-    return classification_metrics(data.labels.cpu(), pred, num_classes=data.num_classes)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The three variants through one code path
-# ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class VariantResult:
-    """One trained variant: ``method`` holds the selected weights; ``metrics`` are on the test split;
-    ``history`` has one row per epoch (loss terms, ``val_acc``, ``test_acc`` if monitored); for RT it is the
-    fine-tuning stage and ``pretrain_history`` the SimCLR stage."""
-
-    variant: str
-    method: Method
-    metrics: dict[str, float]
-    best_epoch: int
-    history: pd.DataFrame
-    steps: pd.DataFrame
-    select_on: str
-    seconds: float
-    pretrain_history: pd.DataFrame | None = None
-
-
-def data_stats(dataset: str, settings: dict):
-    """The (mean, std) the views use: the dataset's (``stats="dataset"``) or the code's fundus values."""
-    _check_choice("stats", settings.get("stats", "dataset"), STATS_CHOICES)
-    if settings.get("stats", "dataset") == "fkt_code":
-        return augment.FKT_CODE_STATS
-    return augment.STATS.get(dataset, augment.IMAGENET_STATS)
-
-
-def make_backbone(settings: dict, seed: int) -> Backbone:
-    """The preset's backbone, initialised from ``seed`` (so every variant starts from the same weights)."""
-    torch.manual_seed(seed)
-    kwargs = ({"width": settings["width"]} if settings["backbone"] in CONVNETS
-              else {"cifar_stem": settings["image_size"] <= 64})  # the 3x3 stem only for small images
-    return create_backbone(settings["backbone"], pretrained=settings.get("pretrained", False), **kwargs)
-
-
-def _fit(method: Method, train: ImageDataset, settings: dict, stage: str, seed: int, device, callbacks=(),
-         progress: bool = False, batch_size: int | None = None):
-    """``ssltutor.train.fit`` with the preset's values for ``stage`` ("" = joint/supervised, "pretrain_",
-    "finetune_"): ``<stage>epochs``, ``<stage>lr``, ``<stage>optimizer``, ``<stage>optimizer_options``,
-    ``<stage>weight_decay``, ``<stage>exclude_bias_norm``, ... fall back to the plain keys."""
-    from ..train import fit
-
-    def get(key):
-        return settings.get(stage + key, settings.get(key))
-
-    return fit(method, train, epochs=get("epochs"), batch_size=batch_size or settings["batch_size"],
-               optimizer=get("optimizer"), lr=get("lr"), weight_decay=get("weight_decay"),
-               momentum=settings.get("momentum", 0.9), warmup_epochs=get("warmup_epochs") or 0,
-               schedule=get("schedule") or "cosine", precision=settings["precision"],
-               channels_last=settings["channels_last"], device=device, seed=seed, callbacks=callbacks,
-               progress=progress, optimizer_options=get("optimizer_options"),
-               exclude_bias_norm=get("exclude_bias_norm"))
-
-
-def fine_tune(backbone: Backbone, train: ImageDataset, val: ImageDataset, num_classes: int, settings: dict, *,
-              stats, seed: int = 0, device=None, callbacks=(), progress: bool = False,
-              batch_size: int | None = None) -> tuple[Supervised, BestEpoch, object]:
-    """Full fine-tuning (all weights trainable) with the code's MLP head Linear(D, D) -> ReLU -> Linear(D, C),
-    on clean images (``src/finetune.py``: Resize + CenterCrop, no augmentation), selecting the best epoch on
-    ``val``. Returns (method with the best weights, the BestEpoch callback, fit's History)."""
-    method = Supervised(backbone, num_classes, image_size=settings["image_size"], stats=stats,
-                        augment_views=settings.get("finetune_augment", "none"))
-    method.classifier = mlp([backbone.feature_dim, backbone.feature_dim, num_classes], batch_norm=False)
-    best = BestEpoch(val, augment.eval_transform(settings["image_size"], *stats))
-    history = _fit(method, train, settings, "finetune_", seed, device, [best, *callbacks], progress, batch_size)
-    best.restore(method)
-    return method, best, history
-
-
-def build_method(variant: str, backbone: Backbone, num_classes: int, settings: dict, stats, **options) -> Method:
-    """The method trained in the (last) stage of ``variant``; ``options`` override FKT's preset options."""
-    _check_choice("variant", variant, VARIANTS)
-    size = settings["image_size"]
-    if variant == "fkt":
-        kw = dict(ssl_weight=settings["ssl_weight"], temperature=settings["temperature"],
-                  similarity=settings["similarity"], classifier_input=settings["classifier_input"],
-                  color_jitter=settings.get("color_jitter", False), hflip=settings.get("hflip", False))
-        kw.update(options)
-        return FKT(backbone, num_classes, image_size=size, stats=stats, **kw)
-    if options:
-        raise ValueError(f"options {sorted(options)} apply to variant 'fkt' only")
-    if variant == "supervised":
-        return Supervised(backbone, num_classes, image_size=size, stats=stats,
-                          augment_views=settings.get("supervised_augment", "none"))
-    # RT's first stage: SimCLR with FKT's views, projector and NT-Xent settings, so only the schedule differs.
-    simclr = SimCLR(backbone, temperature=settings["temperature"], normalize=settings["similarity"] == "cosine",
-                    image_size=size, stats=stats,
-                    views=fkt_view_pipeline(size, stats, settings.get("color_jitter", False),
-                                            settings.get("hflip", False)))
-    simclr.projector = fkt_projector(backbone.feature_dim)
-    return simclr
-
-
-def run_variant(variant: str, data: Splits, settings: dict, *, dataset: str | None = None, seed: int = 0,
-                device=None, select_on: str = "val", monitor_test: bool = False, progress: bool = False,
-                batch_size: int | None = None, **options) -> VariantResult:
-    """Train one variant on ``data.train`` from a backbone seeded by ``seed``, keep the epoch with the best
-    accuracy on ``data.val`` (``select_on="test"``: on ``data.test``, the released code's protocol, which
-    inflates the reported number), then score it on ``data.test``.
-
-    monitor_test: also log test accuracy every epoch (never used for selection; for the inflation plot).
-    options: FKT options (``ssl_weight``, ``similarity``, ...), overriding the preset."""
-    _check_choice("variant", variant, VARIANTS)
-    _check_choice("select_on", select_on, SELECT_ON)
-    t0 = time.perf_counter()
-    dataset = dataset or data.train.name
-    stats = data_stats(dataset, settings)
-    transform = augment.eval_transform(settings["image_size"], *stats)
-    selection = data.val if select_on == "val" else data.test
-    watchers = [BestEpoch(data.test, transform, name="test", keep=False)] if monitor_test and select_on == "val" else []
-    backbone = make_backbone(settings, seed)
-    method = build_method(variant, backbone, data.num_classes, settings, stats, **options)
-    pretrain_history = None
-    if variant == "rt":
-        pretrain = _fit(method, data.train, settings, "pretrain_", seed, device, (), progress, batch_size)
-        pretrain_history = pretrain.epochs
-        method, best, history = fine_tune(backbone, data.train, selection, data.num_classes, settings, stats=stats,
-                                          seed=seed, device=device, callbacks=watchers, progress=progress,
-                                          batch_size=batch_size)
-    else:
-        best = BestEpoch(selection, transform)
-        history = _fit(method, data.train, settings, "", seed, device, [best, *watchers], progress, batch_size)
-        best.restore(method)
-    epochs = history.epochs.rename(columns={"val_acc": f"{select_on}_acc"}) if select_on == "test" else history.epochs
-    return VariantResult(variant, method, score(method, data.test, transform), best.best_epoch, epochs, history.steps,
-                         select_on, time.perf_counter() - t0, pretrain_history)
-
-
-def compare(data: Splits, settings: dict, *, variants: Sequence[str] = VARIANTS, **kwargs) -> dict[str, VariantResult]:
-    """:func:`run_variant` for each of ``variants`` with the same data, seed and selection rule."""
-    return {v: run_variant(v, data, settings, **kwargs) for v in variants}
-
-
-def fraction_sweep(data: Splits, settings: dict, fractions: Sequence[float] = (0.1, 0.25, 1.0), *,
-                   variants: Sequence[str] = VARIANTS, seed: int = 0, full: dict[str, VariantResult] | None = None,
-                   **kwargs) -> pd.DataFrame:
-    """Each variant trained on a stratified ``fraction`` of the train split (``labelled_fraction``; the rest is
-    dropped, so the SSL terms see the small set too: the paper's small-data premise). Same epochs, batch size
-    scaled with the fraction (at least 16) so the number of steps stays about the same. ``full``: results of a
-    fraction-1.0 run to reuse. Returns one row per (fraction, variant) with the test metrics."""
-    rows = []
-    for fraction in fractions:
-        if not 0 < fraction <= 1:
-            raise ValueError(f"fractions must lie in (0, 1], got {fraction}")
-        for variant in variants:
-            if fraction == 1.0 and full is not None and variant in full:
-                result = full[variant]
-            else:
-                keep = labelled_fraction(data.train.labels, fraction, seed) if fraction < 1 else None
-                sub = data.train if keep is None else data.train.subset(keep)
-                batch = max(16, min(settings["batch_size"], round(settings["batch_size"] * fraction)))
-                result = run_variant(variant, Splits(sub, data.val, data.test), settings, seed=seed,
-                                     batch_size=min(batch, len(sub)), **kwargs)
-            rows.append({"fraction": fraction, "variant": variant, "train_images": round(fraction * len(data.train)),
-                         **result.metrics})
-    return pd.DataFrame(rows)
-
-
-def metrics_frame(results: dict[str, VariantResult], keys: Sequence[str] = ("accuracy", "precision_macro",
-                  "recall_macro", "f1_macro", "kappa_quadratic")) -> pd.DataFrame:
-    """One row per variant: the test metrics, the selected epoch and the training time."""
-    return pd.DataFrame({name: {**{k: r.metrics[k] for k in keys}, "best_epoch": r.best_epoch, "seconds": r.seconds}
-                         for name, r in results.items()}).T
-
-
-def loss_terms(result: VariantResult) -> pd.DataFrame:
-    """The per-step ``ce`` and ``ssl`` terms (and ``loss``) of an FKT run, for plotting both."""
-    return result.steps[[c for c in ("step", "epoch", "loss", "ce", "ssl") if c in result.steps]]
+__all__ = ["SIMILARITIES", "CLASSIFIER_INPUTS", "PROJECTOR_REFERENCE", "FullPrecisionViews", "fkt_view_pipeline",
+           "fkt_projector", "FKT"]

@@ -24,15 +24,13 @@ copy, zeroing vs rescaling and the inference rule are our choices, all options h
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import losses
 from ..data import augment
-from ..models import CONVNETS, Backbone, create_backbone, head
+from ..models import Backbone, head
 from .base import Batch, Method
 
 GROUPINGS = ("contiguous", "random")
@@ -291,87 +289,6 @@ class SLA(JointLabelMethod):
         self._setup(num_classes, None, len(backbone.stages) - 1, True, image_size, stats, augment_views, inference)
 
 
-# ------------------------------------------------------------------------------------------------------------------
-# Evaluation and cost
-# ------------------------------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def predict_labels(method: Method, images: torch.Tensor, mode: str | None = None, batch_size: int = 512) -> torch.Tensor:
-    """Predicted classes (N,) of uint8 ``images`` (N, 3, H, W) through the method's ``eval_transform``, in eval mode
-    (restored afterwards). ``mode`` goes to ``method.predict`` (joint-label methods; None for the supervised one)."""
-    device = next(method.parameters()).device
-    was_training = method.training
-    method.eval()
-    try:
-        out = []
-        for start in range(0, len(images), batch_size):
-            x = method.eval_transform(images[start : start + batch_size].to(device), None)
-            scores = method.predict(x) if mode is None else method.predict(x, mode)
-            out.append(scores.argmax(1).cpu())
-    finally:
-        method.train(was_training)
-    return torch.cat(out)
-
-
-def step_times(stage: int | None = None, num_groups: int = 4, backbone: str | Backbone = "small_convnet",
-               batch_size: int = 128, image_size: int = 32, precision: str = "fp32", repeats: int = 10,
-               width: int = 32, channels_last: bool = False, device=None, num_classes: int = 10, warmup: int = 2,
-               **options) -> dict:
-    """Seconds per training step of the supervised baseline and of :class:`InternalPretext` (discard after
-    ``stage``, ``num_groups`` = M) with the same backbone weights and batch; the step is
-    :func:`ssltutor.bench.training_step` (views, forward, backward, SGD update, end-of-step hook).
-
-    backbone: a name (``width`` applies to ``small_convnet``) or a Backbone (copied). The two methods are timed
-    alternately, ``repeats`` steps each after ``warmup``, and each keeps its fastest step (timeit's rule: on a
-    shared machine the fastest is the least disturbed). ``options`` go to :class:`InternalPretext` (e.g.
-    ``rotation=True``, ``include_identity=True``). Returns {"supervised_s", "internal_s", "ratio"}.
-    """
-    from .supervised import Supervised  # the baseline; imported here so that the module graph stays one-way
-    from ..bench import seconds_per_step, training_step  # the step closure and timer of every step bench
-    from ..train import resolve_device
-
-    _choice("precision", precision, ("fp32", "bf16", "fp16"))
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    device = resolve_device(device)
-    if isinstance(backbone, str):
-        net = create_backbone(backbone, **({"width": width} if backbone in CONVNETS else {}))
-    else:
-        net = backbone
-    methods = {"supervised": Supervised(copy.deepcopy(net), num_classes, image_size),
-               "internal": InternalPretext(copy.deepcopy(net), num_classes, stage, num_groups, image_size=image_size,
-                                           **options)}
-    generator = torch.Generator(device).manual_seed(0)
-    images = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8, generator=generator,
-                           device=device)
-    labels = torch.arange(batch_size, device=device) % num_classes
-    steps = {}
-    for name, m in methods.items():
-        m.to(device).train()
-        if channels_last:
-            m.to(memory_format=torch.channels_last)
-            m.memory_format = torch.channels_last
-        steps[name] = training_step(m, images, labels, precision, device)
-    best = {name: float("inf") for name in methods}
-    for i in range(warmup + repeats):
-        for name, step in steps.items():
-            seconds = seconds_per_step(step, device)
-            if i >= warmup:
-                best[name] = min(best[name], seconds)
-    return {"supervised_s": best["supervised"], "internal_s": best["internal"],
-            "ratio": best["internal"] / best["supervised"]}
-
-
-def step_time_ratio(stage: int | None = None, M: int = 4, backbone: str | Backbone = "small_convnet",
-                    batch_size: int = 128, image_size: int = 32, precision: str = "fp32", repeats: int = 10,
-                    **options) -> float:
-    """Step time of the internal pretext task (discard after ``stage``, M groups) over the supervised step with the
-    same backbone and batch: :func:`step_times`'s ratio (``options``: width, channels_last, device, warmup and
-    InternalPretext options)."""
-    return step_times(stage, M, backbone, batch_size, image_size, precision, repeats, **options)["ratio"]
-
-
 __all__ = ["GROUPINGS", "INFERENCE_MODES", "joint_labels", "decode", "aggregated_logits", "single_logits",
            "channel_groups", "discard_masks", "discard_channels", "rotate_copies", "JointLabelMethod",
-           "InternalPretext", "SLA", "predict_labels", "step_times", "step_time_ratio"]
+           "InternalPretext", "SLA"]

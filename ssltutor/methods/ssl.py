@@ -345,3 +345,8 @@ class SwAV(SSLMethod):
             b, size = z.shape[1], self.queue.shape[1]
             self.queue.copy_(torch.cat([z, self.queue], dim=1)[:, :size].to(self.queue.dtype))
             self.queue_filled.add_(b)
+
+
+# The seven objectives by registered name (``methods.METHODS`` adds the rest; CaSSLe builds its base from these).
+SSL_CLASSES: dict[str, type[SSLMethod]] = {"simclr": SimCLR, "byol": BYOL, "mocov2plus": MoCoV2Plus, "simsiam": SimSiam,
+                                           "barlow_twins": BarlowTwins, "vicreg": VICReg, "swav": SwAV}

@@ -1,0 +1,1 @@
+"""The papers' experiments, one module per paper: ``from ssltutor.studies import fkt``."""

@@ -219,10 +219,15 @@ def canonical_runs(records: pd.DataFrame) -> pd.DataFrame:
     return records[records["label"] == records["method"]]
 
 
+def _final_rows(records: pd.DataFrame) -> pd.DataFrame:
+    """The last epoch's row of every (method, seed) among the recipe's runs (:func:`canonical_runs`)."""
+    return canonical_runs(records).sort_values("epoch", kind="stable").groupby(["method", "seed"], sort=False).tail(1)
+
+
 def summary_table(records: pd.DataFrame) -> pd.DataFrame:
     """Per method: mean +- std over seeds of the final probe, kNN, their random-init floors and train seconds
     (strings ready to print), and the number of seeds; only the runs of :func:`canonical_runs`."""
-    runs = canonical_runs(records).sort_values("epoch").groupby(["method", "seed"], sort=False).tail(1)
+    runs = _final_rows(records)
     rows = []
     for name in [m for m in LEARN_METHODS if m in set(runs["method"])]:
         group = runs[runs["method"] == name]
@@ -376,7 +381,7 @@ def curve_summary(curves: pd.DataFrame) -> pd.DataFrame:
     (the means over seeds where a label has several)."""
     last = curves.sort_values("epoch", kind="stable").groupby(["label", "seed"], sort=False).tail(1)
     table = last.groupby("label").agg(epochs=("epoch", "mean"), seconds=("seconds", "mean"),
-                                                  probe=("probe", "mean"), probe0=("probe0", "mean"))
+                                      probe=("probe", "mean"), probe0=("probe0", "mean"))
     table = table.loc[list(curves["label"].unique())]  # the labels in the order the curves give them
     table["probe gain (points)"] = (100 * (table["probe"] - table["probe0"])).round(1)
     return table.drop(columns="probe0").astype({"epochs": int}).round({"seconds": 0, "probe": 3})
@@ -385,7 +390,7 @@ def curve_summary(curves: pd.DataFrame) -> pd.DataFrame:
 def recorded_results(records: pd.DataFrame) -> list[LearnResult]:
     """The recipe's runs (:func:`canonical_runs`) of a records frame as :class:`LearnResult` s, in the order
     ``bench learn`` prints them: by seed, then in :data:`LEARN_METHODS` order."""
-    runs = canonical_runs(records).sort_values("epoch", kind="stable").groupby(["method", "seed"]).tail(1)
+    runs = _final_rows(records)
     order = {name: i for i, name in enumerate(LEARN_METHODS)}
     runs = runs.assign(_order=runs["method"].map(order)).sort_values(["seed", "_order"])
     return [LearnResult(r.method, int(r.seed), float(r.probe), float(r.knn), float(r.probe0), float(r.knn0),

@@ -305,12 +305,13 @@ def bench_learn(methods: Sequence[str], data_root: str | None = None, seeds: Seq
     then ``learn best: ...``. ``max_train`` caps the train split (the CI smoke). ``monitor``: kNN after every epoch
     on a fixed 10,000 / 5,000 image subset (for accuracy-against-time curves). ``record``: append one row per epoch
     to this CSV (:func:`ssltutor.learn.record_rows`), under ``label``; a run already recorded there (same label,
-    method, seed, preset, overrides and train size) is not trained again, its recorded line is printed (resume).
+    method, seed, preset, overrides, train size and merged recipe) is not trained again, its recorded line is
+    printed (resume).
     Returns the results."""
     from .data import load
     from .evaluate import KNNMonitor
     from .experiment import cap
-    from .learn import append_rows, best_line, learn_run, record_rows, recorded_result
+    from .learn import append_rows, best_line, learn_run, method_settings, recipe_key, record_rows, recorded_result
     from .presets import preset as get_preset
 
     settings = get_preset(preset, paper="learn")
@@ -323,15 +324,17 @@ def bench_learn(methods: Sequence[str], data_root: str | None = None, seeds: Seq
         pick = torch.Generator().manual_seed(0)
         knn_monitor = KNNMonitor(cap(train, 10_000, 0), test.subset(torch.randperm(len(test), generator=pick)[:5000]),
                                  k=settings["knn_k"])
-    results = []
+    results, floors = [], {}
     for seed in seeds:
         for name in methods:
-            result = recorded_result(record, label or name, name, seed, preset, overrides, len(train)) if record else None
+            recipe = recipe_key(method_settings(settings, name, overrides))
+            result = (recorded_result(record, label or name, name, seed, preset, overrides, len(train), recipe)
+                      if record else None)
             if result is None:
                 result = learn_run(name, train, test, settings, seed=seed, overrides=overrides, device=device,
-                                   monitor=knn_monitor)
+                                   monitor=knn_monitor, floors=floors)
                 if record:
-                    append_rows(record, record_rows(result, label or name, preset, overrides, len(train)))
+                    append_rows(record, record_rows(result, label or name, preset, overrides, len(train), recipe))
             print(result.line(), flush=True)
             results.append(result)
     if any(r.method != "supervised" for r in results):

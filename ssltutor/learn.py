@@ -116,14 +116,27 @@ def classifier_accuracy(method: Method, test: ImageDataset, batch_size: int = 10
     return correct / len(test)
 
 
+def floor_key(s: dict, seed: int) -> tuple:
+    """What fixes the random-init floor of a run with merged settings ``s``: the seed and the untrained backbone
+    (name, width, image size); runs sharing it share the floor exactly."""
+    return seed, s["backbone"], s["width"], s["image_size"], s["probe_epochs"], s["knn_k"]
+
+
 def learn_run(name: str, train: ImageDataset, test: ImageDataset, settings: dict, seed: int = 0,
-              overrides: dict | None = None, device=None, monitor: KNNMonitor | None = None) -> LearnResult:
+              overrides: dict | None = None, device=None, monitor: KNNMonitor | None = None,
+              floors: dict | None = None) -> LearnResult:
     """Score the random-init backbone, train ``name`` with its recipe, score it again (see the module docstring).
     ``overrides`` change the recipe (:func:`method_settings`; the CI smoke sets ``epochs`` 1). ``monitor``: an
-    optional per-epoch kNN callback (its ``knn_acc`` lands in the history; its time is not train time)."""
+    optional per-epoch kNN callback (its ``knn_acc`` lands in the history; its time is not train time).
+    ``floors``: a dict shared by several calls that caches the random-init scores by :func:`floor_key` (the
+    seven SSL methods of one seed start from the same untrained backbone)."""
     s = method_settings(settings, name, overrides)
     method = build_method(name, s, seed, train.name, train.num_classes)
-    before = frozen_scores(method, train, test, s, seed)
+    floors = {} if floors is None else floors
+    key = floor_key(s, seed)
+    if key not in floors:
+        floors[key] = frozen_scores(method, train, test, s, seed)
+    before = floors[key]
     epochs = s["epochs"]
     history = fit(method, train, epochs=epochs, batch_size=s["batch_size"], optimizer=s["optimizer"], lr=s["lr"],
                   weight_decay=s["weight_decay"], warmup_epochs=s["warmup_epochs"], precision=s["precision"],
@@ -150,12 +163,21 @@ def best_line(results: list[LearnResult]) -> str:
 
 
 RECORD_COLUMNS = ("label", "method", "seed", "preset", "overrides", "train_images", "epoch", "seconds", "knn_monitor",
-                  "epochs", "train_seconds", "probe", "knn", "probe0", "knn0")
+                  "epochs", "train_seconds", "probe", "knn", "probe0", "knn0", "recipe")
 
 
-def record_rows(result: LearnResult, label: str, preset: str, overrides: dict | None, train_images: int) -> list[dict]:
+def recipe_key(settings: dict) -> str:
+    """A method's merged settings (:func:`method_settings`) as the canonical JSON string a record stores: a run
+    recorded with another recipe is a different run (resume never reuses it)."""
+    import json
+
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+def record_rows(result: LearnResult, label: str, preset: str, overrides: dict | None, train_images: int,
+                recipe: str) -> list[dict]:
     """One row per epoch of ``result``: cumulative train ``seconds`` and the monitor's kNN at that epoch (NaN
-    without a monitor), with the run's final numbers repeated on every row."""
+    without a monitor), with the run's final numbers and its ``recipe`` (:func:`recipe_key`) on every row."""
     import json
 
     final = {"epochs": result.epochs, "train_seconds": round(result.train_seconds, 1), "probe": result.probe,
@@ -164,7 +186,7 @@ def record_rows(result: LearnResult, label: str, preset: str, overrides: dict | 
     seconds = result.history["time_s"].cumsum()
     return [{"label": label, "method": result.method, "seed": result.seed, "preset": preset,
              "overrides": json.dumps(overrides or {}, sort_keys=True), "train_images": train_images,
-             "epoch": epoch, "seconds": round(float(t), 1), "knn_monitor": float(k), **final}
+             "epoch": epoch, "seconds": round(float(t), 1), "knn_monitor": float(k), **final, "recipe": recipe}
             for epoch, t, k in zip(result.history["epoch"], seconds, knn)]
 
 
@@ -191,10 +213,21 @@ def load_records(path) -> pd.DataFrame:
     return frame
 
 
+def canonical_runs(records: pd.DataFrame) -> pd.DataFrame:
+    """The rows recorded under the method's own name (``bench learn`` without ``--label``): the recipe's runs.
+    Runs of other recipes (a sweep's ``choice/value`` labels, a superseded recipe) are kept out."""
+    return records[records["label"] == records["method"]]
+
+
+def _final_rows(records: pd.DataFrame) -> pd.DataFrame:
+    """The last epoch's row of every (method, seed) among the recipe's runs (:func:`canonical_runs`)."""
+    return canonical_runs(records).sort_values("epoch", kind="stable").groupby(["method", "seed"], sort=False).tail(1)
+
+
 def summary_table(records: pd.DataFrame) -> pd.DataFrame:
     """Per method: mean +- std over seeds of the final probe, kNN, their random-init floors and train seconds
-    (strings ready to print), and the number of seeds."""
-    runs = records.sort_values("epoch").groupby(["method", "seed"], sort=False).tail(1)
+    (strings ready to print), and the number of seeds; only the runs of :func:`canonical_runs`."""
+    runs = _final_rows(records)
     rows = []
     for name in [m for m in LEARN_METHODS if m in set(runs["method"])]:
         group = runs[runs["method"] == name]
@@ -229,8 +262,9 @@ def recipe_table(preset: str = "cpu") -> pd.DataFrame:
 
 
 def recorded_result(path, label: str, method: str, seed: int, preset: str, overrides: dict | None,
-                    train_images: int) -> LearnResult | None:
-    """The run recorded in the CSV at ``path`` with exactly these keys, rebuilt from its rows; None if absent."""
+                    train_images: int, recipe: str) -> LearnResult | None:
+    """The run recorded in the CSV at ``path`` with exactly these keys (``recipe``: :func:`recipe_key`), rebuilt
+    from its rows; None if absent."""
     import json
 
     records = load_records(path)
@@ -238,7 +272,8 @@ def recorded_result(path, label: str, method: str, seed: int, preset: str, overr
         return None
     rows = records[(records["label"] == label) & (records["method"] == method) & (records["seed"] == seed)
                    & (records["preset"] == preset) & (records["train_images"] == train_images)
-                   & (records["overrides"] == json.dumps(overrides or {}, sort_keys=True))]
+                   & (records["overrides"] == json.dumps(overrides or {}, sort_keys=True))
+                   & (records["recipe"] == recipe)]
     if rows.empty:
         return None
     last = rows.sort_values("epoch").iloc[-1]
@@ -262,27 +297,111 @@ def choice_runs(records: pd.DataFrame, choice: str, baseline: tuple[str, str] | 
     return rows.assign(label=rows["label"].str.removeprefix(prefix))
 
 
+def _screening_runs(path) -> list[dict]:
+    import json
+    from pathlib import Path
+
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 def load_screening(path) -> pd.DataFrame:
     """The screening runs behind the ``cpu`` recipe (``results/laptop/screening.jsonl``, one JSON object per run,
     written by ``results/laptop/screening.py``): one row per run with its recipe, wall ``train_s``, the median
     epoch time of its per-epoch curve where it has one (steadier than the total when another job shared the
-    machine for a few epochs), and the final probe / kNN."""
-    import json
-    from pathlib import Path
-
+    machine for a few epochs), the final probe / kNN, and the choices it stands for (``cfg["choice"]``: a
+    ``{choice: value}`` mapping, e.g. ``{"views": "24 px"}``, see :func:`screening_curves`)."""
     rows = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        run = json.loads(line)
+    for number, run in enumerate(_screening_runs(path), start=1):
         cfg = run["cfg"]
         curve = run.get("curve") or []
         epoch_seconds = pd.Series([b[0] - a[0] for a, b in zip([[0.0, 0.0]] + curve[:-1], curve)])
-        rows.append({"run": number, "method": cfg["method"], "backbone": f"res_convnet({cfg.get('width', 16)})",
+        rows.append({"run": number, "method": cfg["method"],
+                     "backbone": f"{cfg.get('backbone', 'res_convnet')}({cfg.get('width', 16)})",
                      "views px": cfg.get("view_size", 32), "optimizer": cfg.get("optimizer", "adam"),
                      "lr": cfg.get("lr"), "epochs": cfg["epochs"], "options": ", ".join(
                          f"{k}={v}" for k, v in cfg.get("options", {}).items()
-                         if k in ("base_tau", "proj_out", "num_classes", "label_smoothing")),
+                         if k in ("base_tau", "proj_out", "num_classes", "label_smoothing", "num_prototypes",
+                                  "temperature")),
                      "train_s": run.get("train_s"),
                      "median_epoch_s": float(epoch_seconds.median()) if len(epoch_seconds) else None,
                      "probe": run.get("test_acc", run.get("probe")), "knn": run.get("knn"),
-                     "random_init_probe": run.get("probe0")})
+                     "random_init_probe": run.get("probe0"),
+                     "choices": ", ".join(sorted(cfg.get("choice", {})))})
     return pd.DataFrame(rows).set_index("run")
+
+
+def screening_choices(path) -> list[str]:
+    """The choices the screening runs in ``path`` compare (the keys of their ``cfg["choice"]``), in first-seen
+    order."""
+    seen: dict[str, None] = {}
+    for run in _screening_runs(path):
+        seen.update(dict.fromkeys(run["cfg"].get("choice", {})))
+    return list(seen)
+
+
+def screening_curves(path, choice: str) -> pd.DataFrame:
+    """The per-epoch curves of the screening runs that compare ``choice``, in the shape of :func:`load_records`
+    (columns ``label`` = the run's value of the choice, ``seed``, ``epoch``, ``seconds``, ``knn_monitor``,
+    ``probe``, ``probe0``), for :func:`ssltutor.plots.plot_accuracy_vs_time`; a run without a curve is one row at
+    its last epoch and ``train_s`` with a NaN kNN (the plot shows its probe only). A run without a random-init probe
+    of its own gets the mean of the runs of the same backbone and width that have one (the same untrained
+    network), NaN where none has.
+    """
+    runs = _screening_runs(path)
+
+    def network(run: dict) -> tuple:
+        return run["cfg"].get("backbone", "res_convnet"), run["cfg"].get("width", 16)
+
+    measured: dict[tuple, list[float]] = {}
+    for run in runs:
+        if run.get("probe0") is not None:
+            measured.setdefault(network(run), []).append(run["probe0"])
+    rows = []
+    for run in runs:
+        value = run["cfg"].get("choice", {}).get(choice)
+        if value is None:
+            continue
+        same = measured.get(network(run), [])
+        floor = run.get("probe0", sum(same) / len(same) if same else float("nan"))
+        # a run without a per-epoch curve (no monitor) is its final point alone: no line, the probe's star
+        curve = run.get("curve") or [[run["train_s"], float("nan")]]
+        first = 1 if run.get("curve") else run["cfg"]["epochs"]
+        for epoch, (seconds, knn) in enumerate(curve, start=first):
+            rows.append({"label": str(value), "seed": run["cfg"].get("seed", 0), "epoch": epoch,
+                         "seconds": seconds, "knn_monitor": knn, "probe": run.get("probe"), "probe0": floor})
+    if not rows:
+        known = ", ".join(screening_choices(path)) or "none"
+        raise ValueError(f"no screening run compares {choice!r}: the choices in {path} are {known}")
+    return pd.DataFrame(rows)
+
+
+def curve_summary(curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per label of a curves frame (:func:`screening_curves`, :func:`choice_runs`): its epochs, the train
+    seconds at its last epoch, its final linear probe and the probe's gain over the random-init floor, in points
+    (the means over seeds where a label has several)."""
+    last = curves.sort_values("epoch", kind="stable").groupby(["label", "seed"], sort=False).tail(1)
+    table = last.groupby("label").agg(epochs=("epoch", "mean"), seconds=("seconds", "mean"),
+                                      probe=("probe", "mean"), probe0=("probe0", "mean"))
+    table = table.loc[list(curves["label"].unique())]  # the labels in the order the curves give them
+    table["probe gain (points)"] = (100 * (table["probe"] - table["probe0"])).round(1)
+    return table.drop(columns="probe0").astype({"epochs": int}).round({"seconds": 0, "probe": 3})
+
+
+def recorded_results(records: pd.DataFrame) -> list[LearnResult]:
+    """The recipe's runs (:func:`canonical_runs`) of a records frame as :class:`LearnResult` s, in the order
+    ``bench learn`` prints them: by seed, then in :data:`LEARN_METHODS` order."""
+    runs = _final_rows(records)
+    order = {name: i for i, name in enumerate(LEARN_METHODS)}
+    runs = runs.assign(_order=runs["method"].map(order)).sort_values(["seed", "_order"])
+    return [LearnResult(r.method, int(r.seed), float(r.probe), float(r.knn), float(r.probe0), float(r.knn0),
+                        int(r.epochs), float(r.train_seconds)) for r in runs.itertuples()]
+
+
+def recorded_lines(records: pd.DataFrame) -> list[str]:
+    """The ``learn ...`` lines of the recipe's recorded runs, then the ``learn best`` line (what ``bench learn
+    --seeds ... --record`` prints again for them)."""
+    results = recorded_results(records)
+    lines = [r.line() for r in results]
+    if any(r.method != "supervised" for r in results):
+        lines.append(best_line(results))
+    return lines

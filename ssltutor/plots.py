@@ -469,10 +469,11 @@ def plot_accuracy_vs_time(df: pd.DataFrame, x: str = "seconds", y: str = "knn_mo
             ax.plot(curve[(x, "mean")], curve[(y, "mean")], color=color, label=str(name), linewidth=1.6)
             if "seed" in rows and rows["seed"].nunique() > 1:
                 ax.fill_between(curve[(x, "mean")], curve[(y, "min")], curve[(y, "max")], color=color, alpha=0.2)
-        if final is not None:
+        if final is not None:  # a group without a curve (no monitor) is named by its star
             last = rows.sort_values(epoch_key).groupby("seed" if "seed" in rows else group).tail(1)
-            ax.scatter(last[x], last[final], color=color, marker="*", s=60, zorder=3)
-        if floor is not None:
+            ax.scatter(last[x], last[final], color=color, marker="*", s=60, zorder=3,
+                       label=None if len(curve) else str(name))
+        if floor is not None and rows[floor].notna().any():  # NaN: no random-init probe measured
             ax.axhline(rows[floor].mean(), color=color, linestyle=":", linewidth=1)
     ax.set_xlabel("train time (s, 2 CPU cores)" if x == "seconds" else x)
     ax.set_ylabel("accuracy")

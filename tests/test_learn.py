@@ -91,7 +91,7 @@ def test_bench_learn_rejects_bad_arguments(argv, message):
         bench.main(["learn", *argv])
 
 
-def test_bench_learn_records_rows_and_resumes_without_training_again(shared_data, tmp_path, capsys):
+def test_bench_learn_records_rows_and_resumes_without_training_again(shared_data, tmp_path, capsys, monkeypatch):
     record = tmp_path / "runs.csv"
     argv = ["learn", "--methods", "simclr", "--data-root", str(shared_data), "--preset", "smoke", "--epochs", "2",
             "--max-train", "256", "--threads", "1", "--monitor", "--record", str(record), "--label", "views/x",
@@ -105,8 +105,17 @@ def test_bench_learn_records_rows_and_resumes_without_training_again(shared_data
     bench.main(argv)  # the same run again: read back, not retrained
     assert capsys.readouterr().out.splitlines()[1] == first
     assert len(load_records(record)) == 2
-    table = summary_table(load_records(record))
+    # a labelled run is a sweep's, not the recipe's: the summary only counts runs recorded under the method's name
+    assert summary_table(load_records(record)).empty
+    table = summary_table(load_records(record).assign(label="simclr"))
     assert list(table.index) == ["simclr"] and table.loc["simclr", "seeds"] == 1
+    # a changed recipe is a new run: trained again, not read back
+    from ssltutor.presets import PAPER_PRESETS
+
+    monkeypatch.setitem(PAPER_PRESETS["learn"]["smoke"]["methods"]["simclr"], "lr", 2e-3)
+    bench.main(argv)
+    rows = load_records(record)
+    assert len(rows) == 4 and rows["recipe"].nunique() == 2 and '"lr": 0.002' in rows["recipe"].iloc[-1]
 
 
 def test_recipe_table_lists_every_method():
@@ -152,3 +161,80 @@ def test_the_committed_screening_file_loads():
 
     frame = load_screening(Path(__file__).resolve().parents[1] / "results" / "laptop" / "screening.jsonl")
     assert len(frame) >= 5 and frame["probe"].between(0, 1).all()
+
+
+def _screening_file(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text(
+        '{"cfg": {"method": "simclr", "epochs": 2, "choice": {"views": "32 px", "optimizer": "Adam"}}, "probe0": 0.4, '
+        '"curve": [[10.0, 0.3], [30.0, 0.4]], "train_s": 30.0, "probe": 0.5, "knn": 0.45}\n'
+        '{"cfg": {"method": "simclr", "epochs": 2, "view_size": 24, "choice": {"views": "24 px"}}, '
+        '"curve": [[6.0, 0.31], [12.0, 0.41]], "train_s": 12.0, "probe": 0.52, "knn": 0.46}\n'
+        '{"cfg": {"method": "simclr", "epochs": 3, "backbone": "fast_convnet", "choice": {"views": "fast"}}, '
+        '"train_s": 5.0, "probe": 0.45}\n'
+        '{"cfg": {"method": "supervised", "epochs": 1}, "train_s": 9.0, "test_acc": 0.7}\n')
+    return path
+
+
+def test_screening_curves_give_one_label_per_value_of_a_choice(tmp_path):
+    from ssltutor.learn import screening_choices, screening_curves
+
+    path = _screening_file(tmp_path)
+    assert screening_choices(path) == ["views", "optimizer"]
+    curves = screening_curves(path, "views")
+    assert list(curves.label.unique()) == ["32 px", "24 px", "fast"]
+    fast = curves[curves.label == "fast"]  # another network (no floor measured for it), no curve: its end point
+    assert fast.probe0.isna().all() and list(fast.epoch) == [3] and list(fast.seconds) == [5.0]
+    assert fast.knn_monitor.isna().all()
+    curves = curves[curves.label != "fast"]
+    assert list(curves[curves.label == "24 px"].seconds) == [6.0, 12.0]
+    assert list(curves[curves.label == "24 px"].epoch) == [1, 2]
+    # the 24 px run has no random-init probe of its own: it gets the other run's (same untrained network)
+    assert (curves.probe0 == 0.4).all() and list(curves.groupby("label", sort=False).probe.first()) == [0.5, 0.52]
+    assert load_screening(path).loc[1, "choices"] == "optimizer, views"
+
+
+def test_screening_curves_name_the_known_choices_when_one_is_missing(tmp_path):
+    from ssltutor.learn import screening_curves
+
+    with pytest.raises(ValueError, match="choices in .* are views, optimizer"):
+        screening_curves(_screening_file(tmp_path), "backbone")
+
+
+def test_screening_curves_plot_against_seconds(tmp_path):
+    from ssltutor.learn import screening_curves
+    from ssltutor.plots import plot_accuracy_vs_time
+
+    fig = plot_accuracy_vs_time(screening_curves(_screening_file(tmp_path), "views"), title="views")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["32 px", "24 px", "fast"]
+    floors = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == ":"]
+    assert len(floors) == 2  # the fast_convnet run has no measured floor: no dotted line for it
+
+
+def test_curve_summary_gives_the_last_epoch_of_each_label(tmp_path):
+    from ssltutor.learn import curve_summary, screening_curves
+
+    table = curve_summary(screening_curves(_screening_file(tmp_path), "views"))
+    assert list(table.index) == ["32 px", "24 px", "fast"]
+    assert table.loc["24 px", "seconds"] == 12.0 and table.loc["24 px", "epochs"] == 2
+    assert table.loc["24 px", "probe"] == 0.52 and table.loc["24 px", "probe gain (points)"] == 12.0
+
+
+def test_recorded_lines_print_the_recipe_runs_by_seed_then_method():
+    from ssltutor.learn import RECORD_COLUMNS, recorded_lines
+
+    def row(label, method, seed, epoch, probe):
+        return dict(label=label, method=method, seed=seed, preset="cpu", overrides="{}", train_images=20000,
+                    epoch=epoch, seconds=10.0 * epoch, knn_monitor=float("nan"), epochs=2, train_seconds=20.0,
+                    probe=probe, knn=0.5, probe0=0.4, knn0=0.3, recipe="{}")
+
+    records = pd.DataFrame([row("simclr", "simclr", 1, 1, 0.6), row("simclr", "simclr", 1, 2, 0.6),
+                            row("supervised", "supervised", 0, 2, 0.8), row("simclr", "simclr", 0, 2, 0.55),
+                            row("views/x", "simclr", 0, 2, 0.9)], columns=list(RECORD_COLUMNS))
+    lines = recorded_lines(records)
+    assert [line.split(":")[0] for line in lines[:3]] == [
+        "learn supervised seed 0", "learn simclr seed 0", "learn simclr seed 1"]
+    assert lines[1] == ("learn simclr seed 0: probe 0.550, knn 0.500, random init probe 0.400, knn 0.300, "
+                        "epochs 2, train seconds 20")
+    assert lines[-1] == "learn best: simclr probe 0.575 (+17.5 points over random init)"  # the labelled run is out

@@ -181,3 +181,37 @@ def test_view_options_reach_the_recipe_and_vicreg_variance_option():
     a = halved.step(_batch())
     b = summed.step(_batch())
     torch.testing.assert_close(b["loss"] - a["loss"], 25 * a["variance"])
+
+
+@pytest.mark.parametrize("name", ["byol", "simsiam"])
+def test_predictor_lr_scale_puts_the_predictor_in_groups_of_its_own(name):
+    from ssltutor.methods import create
+    from ssltutor.models import create_backbone
+
+    plain = create(name, create_backbone("small_convnet", width=8), image_size=16, head_scale=0.05)
+    assert all("lr_scale" not in g for g in plain.parameter_groups(1e-4))
+    fast = create(name, create_backbone("small_convnet", width=8), image_size=16, head_scale=0.05,
+                  predictor_lr_scale=10.0)
+    groups = fast.parameter_groups(1e-4)
+    scaled = {id(p) for g in groups if g.get("lr_scale") == 10.0 for p in g["params"]}
+    assert scaled == {id(p) for p in fast.predictor.parameters()}
+    assert sum(len(g["params"]) for g in groups) == sum(len(g["params"]) for g in plain.parameter_groups(1e-4))
+    assert {g["weight_decay"] for g in groups if g.get("lr_scale") == 10.0} == {1e-4, 0.0}  # bias/BN not decayed
+    with pytest.raises(ValueError, match="predictor_lr_scale must be a number > 0"):
+        create(name, create_backbone("small_convnet", width=8), image_size=16, predictor_lr_scale=0)
+
+
+def test_fit_scales_the_predictor_learning_rate(digits, monkeypatch):
+    from ssltutor import train
+    from ssltutor.methods import create
+    from ssltutor.models import create_backbone
+
+    made = []
+    original = train.make_optimizer
+    monkeypatch.setattr(train, "make_optimizer", lambda *a, **k: made.append(original(*a, **k)) or made[-1])
+    method = create("simsiam", create_backbone("small_convnet", width=8), dataset="digits", head_scale=0.05,
+                    predictor_lr_scale=10.0)
+    train.fit(method, digits[0].subset(torch.arange(128)), epochs=1, batch_size=64, optimizer="adam", lr=1e-3,
+              progress=False)
+    lrs = {g.get("lr_scale", 1.0): g["lr"] for g in made[0].param_groups}
+    assert lrs[10.0] == pytest.approx(10 * lrs[1.0]) and lrs[1.0] > 0

@@ -1,10 +1,20 @@
-"""Scratch screening: python learn.py '{"method":"simclr", ...}' ... -> one JSON line per config in results.jsonl"""
-import json, sys, time, torch
+"""Screening runs behind the cpu recipe: one JSON line per config, appended to results/laptop/screening.jsonl.
+
+    DATA_ROOT=../shared/data/cifar10_20k python results/laptop/screening.py '{"method": "simclr", "epochs": 8, ...}' ...
+
+Keys of a config: method, backbone (res_convnet), width (16), epochs, optimizer (adam), lr, wd (1e-6), warmup (0),
+view_size (None: 32 px), batch_size (256), options (the method's), random (also score the untrained backbone),
+monitor (kNN after every epoch, default true), seed (0), probe_epochs (30), choice ({choice: value}: the comparisons
+of the book's "SSL on a laptop" page this run belongs to; see ssltutor.learn.screening_curves).
+"""
+import json, os, sys, time, torch
+from pathlib import Path
 from ssltutor import data, methods, train, evaluate
 from ssltutor.data import augment
 from ssltutor.models import create_backbone
 torch.set_num_threads(2)
-ROOT = "/work/shared/data/cifar10_20k"
+ROOT = os.environ.get("DATA_ROOT", "../shared/data/cifar10_20k")
+OUT = Path(__file__).resolve().parent / "screening.jsonl"
 tr = data.load("cifar10", root=ROOT, split="train", size=32)
 te = data.load("cifar10", root=ROOT, split="test", size=32)
 stats = augment.STATS["cifar10"]
@@ -55,5 +65,5 @@ for arg in sys.argv[1:]:
         out["probe"], out["knn"] = evaluate_backbone(m)
     out["total_s"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(out), flush=True)
-    with open("/work/exp/results.jsonl", "a") as f:
+    with open(OUT, "a") as f:
         f.write(json.dumps(out) + "\n")

@@ -67,16 +67,26 @@ class Method(nn.Module):
 
     def parameter_groups(self, weight_decay: float, exclude_bias_norm: bool | None = None) -> list[dict]:
         """Trainable parameters split into decayed and non-decayed (bias, norm) groups; ``exclude_bias_norm``
-        (None: the class's :attr:`exclude_bias_norm`) False puts every parameter in the decayed group."""
+        (None: the class's :attr:`exclude_bias_norm`) False puts every parameter in the decayed group.
+
+        A submodule named in :attr:`lr_scales` (e.g. ``{"predictor": 10.0}``) gets groups of its own whose
+        ``lr_scale`` multiplies the scheduled learning rate (the fit loop reads it)."""
         exclude = self.exclude_bias_norm if exclude_bias_norm is None else exclude_bias_norm
-        decay, no_decay = [], []
+        scales = getattr(self, "lr_scales", {})
+        buckets: dict[tuple[float, bool], list] = {}
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if exclude and p.ndim <= 1 else decay).append(p)
-        groups = [{"params": decay, "weight_decay": weight_decay}]
-        if no_decay:
-            groups.append({"params": no_decay, "weight_decay": 0.0, "lars_exclude": True})
+            key = (float(scales.get(name.split(".")[0], 1.0)), bool(exclude and p.ndim <= 1))
+            buckets.setdefault(key, []).append(p)
+        groups = []
+        for scale in dict.fromkeys(k[0] for k in [(1.0, False), *buckets]):
+            extra = {} if scale == 1.0 else {"lr_scale": scale}
+            if scale == 1.0 or buckets.get((scale, False)):  # the default decayed group is always there
+                groups.append({"params": buckets.get((scale, False), []), "weight_decay": weight_decay, **extra})
+            if buckets.get((scale, True)):
+                groups.append({"params": buckets[(scale, True)], "weight_decay": 0.0, "lars_exclude": True,
+                               **extra})
         return groups
 
     def use_channels_last(self) -> "Method":

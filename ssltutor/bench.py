@@ -248,8 +248,8 @@ ENGINE_METHODS = ("supervised", "simclr", "byol", "mocov2plus", "simsiam", "barl
 def paper_rows(device="cpu", batch_size: int = 128, size: int = 32, precision: str = "fp32", repeats: int = 5) -> list[dict]:
     """The paper methods' overhead rows: the internal pretext task at each stage position over the supervised step
     (target <= 1.10x at the last stage) and SSL + rotation over the base SSL step (target <= 2.1x)."""
-    from .internal_study import step_time_ratio as internal_ratio
-    from .rotation_study import step_time_ratio as rotation_ratio
+    from .studies.internal import step_time_ratio as internal_ratio
+    from .studies.rotation import step_time_ratio as rotation_ratio
 
     rows = []
     for stage in range(4):

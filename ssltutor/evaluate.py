@@ -8,11 +8,11 @@ Protocols implemented here
 * **Weighted kNN** (Wu et al., 2018, "Unsupervised Feature Learning via Non-Parametric Instance Discrimination";
   the monitor used by lightly's and solo-learn's benchmarks): cosine similarity, the k nearest training samples
   vote for their label with weight ``exp(sim / T)``.
-* **Linear probe** on frozen features (DoGo, papers.md 5.5: Adam, 15 % of the train set held out, test accuracy of
-  the best epoch *by validation accuracy*; CaSSLe, papers.md 4.6: SGD with step decay at 60 % and 80 % of the
+* **Linear probe** on frozen features (DoGo, arXiv 2104.09866: Adam, 15 % of the train set held out, test accuracy of
+  the best epoch *by validation accuracy*; CaSSLe, arXiv 2112.04215: SGD with step decay at 60 % and 80 % of the
   epochs). Model selection never looks at the test split.
-* **Classification metrics** (FKT, papers.md 1.7: accuracy, macro precision/recall; APTOS: quadratic kappa).
-* **Continual learning** (CaSSLe, papers.md 4.6): accuracy matrix ``R[i, j]`` and the GEM metrics
+* **Classification metrics** (FKT, arXiv 2304.01354: accuracy, macro precision/recall; APTOS: quadratic kappa).
+* **Continual learning** (CaSSLe, arXiv 2112.04215): accuracy matrix ``R[i, j]`` and the GEM metrics
   (Lopez-Paz & Ranzato, 2017) average accuracy, forgetting (Chaudhry et al., 2018), backward and forward transfer.
 """
 from __future__ import annotations
@@ -38,7 +38,6 @@ __all__ = [
     "linear_probe",
     "augmented_features",
     "classification_metrics",
-    "confusion_matrix",
     "task_accuracies",
     "AccuracyMatrix",
     "continual_metrics",
@@ -434,15 +433,6 @@ def classification_metrics(y_true, y_pred, num_classes: int | None = None) -> di
     else:
         kappa = float(metrics.cohen_kappa_score(y_true, y_pred, labels=labels, weights="quadratic"))
     return {"accuracy": float(metrics.accuracy_score(y_true, y_pred)), **prf, "kappa_quadratic": kappa}
-
-
-def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarray:
-    """int64 ``(C, C)`` counts: row = true class, column = predicted class (sklearn's convention)."""
-    from sklearn import metrics
-
-    y_true, y_pred = _as_numpy(y_true).astype(np.int64), _as_numpy(y_pred).astype(np.int64)
-    labels = _class_range(y_true, y_pred, num_classes)
-    return metrics.confusion_matrix(y_true, y_pred, labels=labels).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -352,14 +352,14 @@ def _projection(name: str, seconds: float, train_images: int, settings: dict, ep
     variant_cost, notebook_cost = NOTEBOOK_COST[name]
     epochs = settings[epochs_key]
     epochs = sum(epochs) if isinstance(epochs, (tuple, list)) else epochs
-    images = settings.get("max_train") or train_images
+    images = settings["max_train"] or train_images
     per_epoch_image = seconds / train_images
     return {"epoch_s": seconds, "notebook_projected_min": per_epoch_image * images * epochs * notebook_cost
             / variant_cost / 60}
 
 
 def colab_runs(data, device: torch.device, sizes: Sizes) -> list[Row]:
-    from . import continual, dogo_study, internal_study, rotation_study
+    from .studies import cassle as continual, dogo as dogo_study, internal as internal_study, rotation as rotation_study
     from .data import ImageDataset
     from .studies import fkt
 
@@ -389,23 +389,23 @@ def colab_runs(data, device: torch.device, sizes: Sizes) -> list[Row]:
         settings = _colab("internal", sizes)
         out, seconds = timed(lambda: internal_study.run_variant("internal", train, test, dict(settings, epochs=1),
                                                                 device=device))
-        return {"accuracy": out["accuracy"]["aggregated"],
+        return {"accuracy": out.metrics["accuracy_aggregated"],
                 **_projection("03 internal", seconds, n_train, settings, "epochs")}
 
     def rotation_run():
         settings = _colab("rotation", sizes)
         out, seconds = timed(lambda: rotation_study.run_variant("swav", True, train, test, 1, settings,
                                                                 device=device))
-        return {"knn": out["knn"], "probe": out["probe"], "rot_acc": out["rot_acc"],
+        return {"knn": out.metrics["knn"], "probe": out.metrics["probe"], "rot_acc": out.metrics["rot_acc"],
                 **_projection("04 rotation", seconds, n_train, settings, "epoch_budgets")}
 
     def cassle_run():
         settings = _colab("cassle", sizes)
         tasks = continual.make_tasks(train, 5, seed=settings["task_seed"])
-        (summary, _), seconds = timed(lambda: continual.run_variant(
+        run, seconds = timed(lambda: continual.run_variant(
             "cassle", train, test, tasks, dict(settings, epochs_per_task=1), ssl_method="simclr", device=device,
             random_baseline=None))
-        return {"A": summary["A"], "F": summary["F"],
+        return {"A": run.metrics["A"], "F": run.metrics["F"],
                 **_projection("05 CaSSLe", seconds, n_train, settings, "epochs_per_task")}
 
     def dogo_run():

@@ -5,7 +5,7 @@ For a class c and the feature map A (K channels) of a backbone stage::
     alpha_k = mean over (i, j) of d y_c / d A_k(i, j)         (the gradient, global-average pooled)
     map     = ReLU( sum_k alpha_k A_k )                      (upsampled to the image, scaled to [0, 1])
 
-FKT's qualitative figure (papers.md 1.8) shows such maps for an Intel "buildings" and an APTOS "mild DR" image.
+FKT's qualitative figure (arXiv 2304.01354) shows such maps for an Intel "buildings" and an APTOS "mild DR" image.
 """
 from __future__ import annotations
 

@@ -25,10 +25,10 @@ __all__ = [
     "info_nce",
     "barlow_twins",
     "vicreg",
+    "vicreg_from_terms",
     "vicreg_terms",
     "sinkhorn",
     "swav_loss",
-    "swav",
     "similarity_distribution",
     "similarity_kl",
     "dogo_kl",
@@ -111,7 +111,7 @@ def nt_xent(
         l_i  = -log( exp(s_i,pos(i) / tau) / sum_{k != i} exp(s_ik / tau) )
         loss = (1 / 2B) sum_i l_i                 (reduction="mean"; "sum" gives sum_i l_i, "none" the 2B values)
 
-    Conventions in the papers we teach (papers.md 1.2, 5.1, 4.3):
+    Conventions in the papers we teach (FKT, DoGo, CaSSLe: arXiv 2304.01354, 2104.09866, 2112.04215):
 
     * FKT (Chhipa et al., 2023, arXiv:2304.01354) released code: tau = 0.5, ``normalize=False`` (raw dot product).
     * DoGo (Bhat et al., 2021, arXiv:2104.09866): tau = 0.5, cosine, sum / 2N, which equals ``reduction="mean"``.
@@ -304,9 +304,16 @@ def vicreg(
     Returns:
         scalar loss.
     """
+    return vicreg_from_terms(vicreg_terms(z1, z2, eps=eps, halve_variance=halve_variance), sim_weight, var_weight,
+                             cov_weight)
+
+
+def vicreg_from_terms(terms: dict[str, Tensor], sim_weight: float = 25.0, var_weight: float = 25.0,
+                      cov_weight: float = 1.0) -> Tensor:
+    """``sim_weight * invariance + var_weight * variance + cov_weight * covariance`` of :func:`vicreg_terms`'s
+    output: the VICReg loss, for a caller that also logs the three terms. *_weight: >= 0."""
     for name, weight in (("sim_weight", sim_weight), ("var_weight", var_weight), ("cov_weight", cov_weight)):
         _check_non_negative(name, weight)
-    terms = vicreg_terms(z1, z2, eps=eps, halve_variance=halve_variance)
     return sim_weight * terms["invariance"] + var_weight * terms["variance"] + cov_weight * terms["covariance"]
 
 
@@ -407,7 +414,6 @@ def swav_loss(
     return (predicted(code2, [scores1, *local]) + predicted(code1, [scores2, *local])) / 2
 
 
-swav = swav_loss  # the name used in the interface spec
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -495,7 +501,7 @@ def dogo_kl(
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# CaSSLe distillation losses D(g(z), z_frozen) (Fini et al., 2022, arXiv:2112.04215; papers.md 4.2)
+# CaSSLe distillation losses D(g(z), z_frozen) (Fini et al., 2022, arXiv:2112.04215; CaSSLe, arXiv 2112.04215)
 
 
 @_in_float32

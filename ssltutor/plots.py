@@ -1,4 +1,4 @@
-"""The figures the book shows: training curves, confusion and accuracy matrices, embeddings, collapse, galleries.
+"""The figures the book shows: training curves, accuracy matrices, embeddings, collapse, galleries.
 
 Every function draws with matplotlib, returns the :class:`~matplotlib.figure.Figure` and never calls ``plt.show``.
 Functions that draw a single panel accept ``ax=`` to draw into an existing axes (and then return its figure).
@@ -19,7 +19,6 @@ from torch import Tensor
 
 __all__ = [
     "plot_history",
-    "plot_confusion_matrix",
     "plot_accuracy_matrix",
     "plot_embeddings",
     "plot_collapse",
@@ -143,44 +142,6 @@ def _heatmap(ax, values: np.ndarray, fmt: str, vmin: float, vmax: float, cmap: s
                 color = "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black"  # readable on the cell
                 ax.text(j, i, format(value, fmt), ha="center", va="center", color=color, fontsize="small")
     return image
-
-
-def plot_confusion_matrix(
-    cm,
-    class_names: Sequence[str] | None = None,
-    normalize: bool = True,
-    ax=None,
-    title: str | None = None,
-    cmap: str = "Blues",
-) -> Figure:
-    """Confusion matrix heatmap (rows: true class, columns: predicted class).
-
-    Args:
-        cm: ``(C, C)`` counts, e.g. from :func:`ssltutor.evaluate.confusion_matrix`.
-        class_names: ``C`` tick labels (default: class indices).
-        normalize: divide each row by its total, so the diagonal is the per-class recall.
-    Values are written in the cells when ``C <= 20``.
-    """
-    cm = _as_numpy(cm).astype(float)
-    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
-        raise ValueError(f"cm must be a square (C, C) matrix, got shape {cm.shape}")
-    C = len(cm)
-    names = list(class_names) if class_names is not None else [str(c) for c in range(C)]
-    if len(names) != C:
-        raise ValueError(f"got {len(names)} class_names for a {C}x{C} confusion matrix")
-    if normalize:
-        cm = cm / np.clip(cm.sum(axis=1, keepdims=True), 1, None)
-    side = min(12.0, 2.5 + 0.45 * C)
-    fig, ax = _new_axes(ax, (side + 1, side))
-    vmax = 1.0 if normalize else max(cm.max(), 1.0)
-    image = _heatmap(ax, cm, ".2f" if normalize else ".0f", 0.0, vmax, cmap, annotate=C <= 20)
-    fig.colorbar(image, ax=ax, label="fraction of true class" if normalize else "count", shrink=0.8)
-    ax.set_xticks(range(C), names, rotation=45 if max(map(len, names)) > 3 else 0, ha="right")
-    ax.set_yticks(range(C), names)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(title or ("confusion matrix (row-normalized)" if normalize else "confusion matrix"))
-    return fig
 
 
 def plot_accuracy_matrix(

@@ -25,7 +25,169 @@ forward-only pass ~1/3).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
+from dataclasses import dataclass, field
+
+# ------------------------------------------------------------------------------------------------------------------
+# The keys a preset may set, each with its one default. ``preset()`` merges the named sizes below into these and
+# returns every key, so no study falls back to a default of its own (``settings.get(key, default)``).
+# ------------------------------------------------------------------------------------------------------------------
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class Settings:
+    """The shared keys (the run sizes of :data:`PRESETS`) and the ``fit`` options every study passes on.
+
+    The fit keys default to ``ssltutor.train.fit``'s own defaults; ``method_options`` are constructor options per
+    method name and ``method_overrides`` fit options per method name (a method's own lr, LARS options)."""
+
+    backbone: str = "small_convnet"
+    width: int | None = 32
+    head_scale: float = 1.0
+    image_size: int = 32
+    epochs: int = 1
+    batch_size: int = 256
+    max_train: int | None = None
+    max_test: int | None = None
+    precision: str = "fp32"
+    channels_last: bool = False
+    optimizer: str = "sgd"
+    lr: float | None = None
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    warmup_epochs: float = 0
+    min_lr: float = 0.0
+    schedule: str = "cosine"
+    optimizer_options: dict | None = None
+    exclude_bias_norm: bool | None = None
+    probe_epochs: int = 100
+    knn_k: int = 20
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    method_options: dict = field(default_factory=dict)
+    method_overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+
+@dataclass
+class FKTSettings(Settings):
+    """Paper 000 (FKT). ``pretrain_*`` / ``finetune_*``: RT's two stages; None takes the plain key."""
+
+    ssl_weight: float = 1.0
+    temperature: float = 0.5
+    similarity: str = "cosine"
+    classifier_input: str = "clean"
+    color_jitter: bool = False
+    hflip: bool = False
+    stats: str = "dataset"
+    supervised_augment: str = "none"
+    finetune_augment: str = "none"
+    val_fraction: float = 0.15
+    pretrained: bool = False
+    fractions: tuple[float, ...] = (0.1, 0.25, 1.0)
+    pretrain_epochs: int | None = None
+    pretrain_lr: float | None = None
+    pretrain_optimizer: str | None = None
+    pretrain_weight_decay: float | None = None
+    pretrain_optimizer_options: dict | None = None
+    pretrain_schedule: str | None = None
+    finetune_epochs: int | None = None
+    finetune_lr: float | None = None
+    finetune_optimizer: str | None = None
+    finetune_weight_decay: float | None = None
+    finetune_optimizer_options: dict | None = None
+    finetune_schedule: str | None = None
+
+
+@dataclass
+class InternalSettings(Settings):
+    """Paper 001 (internal pretext task)."""
+
+    stage: int | None = None
+    num_groups: int = 4
+    include_identity: bool = False
+    grouping: str = "contiguous"
+    rescale: bool = False
+    labelled_fraction: dict = field(default_factory=dict)
+    ablation_groups: tuple[int, ...] = (2, 4, 8)
+    ablation_stages: tuple[int, ...] | None = None
+    timing_repeats: int = 5
+
+
+@dataclass
+class RotationSettings(Settings):
+    """Paper 002 (EffSSL)."""
+
+    rotation_weight: float = 0.1
+    rotated_views: tuple[int, ...] = (0, 1)
+    moco_queue_size: int = 4096
+    knn_every: int = 1
+    epoch_budgets: tuple[int, ...] = (1,)
+
+
+@dataclass
+class CaSSLeSettings(Settings):
+    """Paper 003 (CaSSLe)."""
+
+    epochs_per_task: int | None = None
+    distill_lambda: float | None = None
+    pred_hidden: int | None = None
+    frozen_bn_train: bool = False
+    reset_predictor: bool = True
+    task_seed: int = 0
+    probe_optimizer: str = "adam"
+    probe_lr: float | None = None
+    probe_schedule: str = "cosine"
+    probe_augment: str = "none"
+    probe_augment_copies: int | None = None
+    ssl_options: dict = field(default_factory=dict)
+    stem_padding: int = 1
+
+
+@dataclass
+class DoGoSettings(Settings):
+    """Paper 004 (DoGo)."""
+
+    model_small: str = "small_convnet8"
+    model_large: str = "small_convnet16"
+    objective: str = "simclr"
+    peer_objective: str | None = None
+    temperature: float = 0.5
+    kd_temperature: float = 0.1
+    kl_reduction: str = "batchmean"
+    lambda1: float = 100 / 256
+    lambda2: float = 1 / 256
+    label_fractions: tuple[float, ...] = (1.0,)
+    noise_rates: tuple[float, ...] = ()
+    probe_val_fraction: float = 0.15
+
+
+@dataclass
+class FoundationsSettings(Settings):
+    """The foundations chapter (notebook 01)."""
+
+    label_fraction: float = 1.0
+    embedding_method: str = "tsne"
+    dataset_overrides: dict = field(default_factory=dict)
+
+
+@dataclass
+class LearnSettings(Settings):
+    """Laptop-scale learning (``ssltutor.learn``): per-method recipes in ``methods``."""
+
+    view_size: int | None = None
+    methods: dict = field(default_factory=dict)
+
+
+SCHEMAS: dict[str | None, type[Settings]] = {None: Settings, "fkt": FKTSettings, "internal": InternalSettings,
+                                             "rotation": RotationSettings, "cassle": CaSSLeSettings,
+                                             "dogo": DoGoSettings, "foundations": FoundationsSettings,
+                                             "learn": LearnSettings}
+
 
 PRESETS: dict[str, dict] = {
     "smoke": dict(backbone="small_convnet", width=8, head_scale=1 / 32, image_size=32, epochs=1, batch_size=64,
@@ -54,13 +216,13 @@ PRESETS: dict[str, dict] = {
 # Paper-specific additions, filled in by each paper's method module (see ssltutor/methods/*.py).
 PAPER_PRESETS: dict[str, dict[str, dict]] = {}
 
-# Paper 000, FKT (ssltutor/methods/fkt.py, notebooks/02). [code] = the released code (papers.md 1.4-1.7); the rest
+# Paper 000, FKT (ssltutor/methods/fkt.py, notebooks/02). [code] = the released code (FKT, arXiv 2304.01354); the rest
 # are ours, for the reason given.
 _FKT_COMMON = dict(
     ssl_weight=1.0, temperature=0.5,             # [code] L = CE + NT-Xent (plain sum), tau 0.5
     similarity="cosine",                         # paper formula; [code] computes the raw dot product ("dot")
     classifier_input="clean",                    # [code] the classifier reads the un-augmented image
-    color_jitter=False, hflip=False,             # [code] both defined but never applied (papers.md 1.4)
+    color_jitter=False, hflip=False,             # [code] both defined but never applied (FKT, arXiv 2304.01354)
     stats="dataset",                             # ours: each dataset's mean/std ([code]: fundus stats, "fkt_code")
     supervised_augment="none",                   # ours: supervised-only = FKT's classifier input, no SSL term
     finetune_augment="none",                     # [code] finetune.py: Resize + CenterCrop, no augmentation
@@ -103,7 +265,7 @@ PAPER_PRESETS["fkt"] = {
 }
 
 # Paper 004, DoGo (ssltutor/methods/dogo.py, notebooks/06). Values marked [code] come from the official `dogo` branch
-# (papers.md 5.4-5.5); the rest are ours, for the reason given.
+# (DoGo, arXiv 2104.09866); the rest are ours, for the reason given.
 _DOGO_COMMON = dict(
     objective="simclr", peer_objective=None,     # [code] SimCLR for both models (template: SimCLR / SimSiam also)
     temperature=0.5,                             # [code] NT-Xent tau, hard-coded 0.5
@@ -135,8 +297,8 @@ PAPER_PRESETS["dogo"] = {
 }
 
 
-# Paper 002, EffSSL (ssltutor/methods/rotation.py, ssltutor/rotation_study.py, notebooks/04). [code] = the released
-# SwAV+rotation code (papers.md 3.2); the rest are ours, for the reason given.
+# Paper 002, EffSSL (ssltutor/methods/rotation.py, ssltutor/studies/rotation.py, notebooks/04). [code] = the released
+# SwAV+rotation code (EffSSL, arXiv 2210.09866); the rest are ours, for the reason given.
 # [code] EffSSL's SwAV multi-crop: 2 global crops at scale 0.14-1 + 6 local crops at 0.05-0.14 (96 px at 224 px).
 # Ours: at 32 px the local crops are 16 px (96/224 of 32 px is 14; 16 keeps whole feature maps through ResNet-18)
 _SWAV_MULTI_CROP = dict(crop_scale=(0.14, 1.0), num_local_crops=6, local_crop_size=16, local_crop_scale=(0.05, 0.14))
@@ -158,7 +320,7 @@ PAPER_PRESETS["rotation"] = {
     # SwAV (base_methods=["swav"]) runs the paper's multi-crop, at 32 px
     "colab": dict(_ROTATION_COMMON, epoch_budgets=(4, 16), method_options={"swav": dict(_SWAV_MULTI_CROP)}),
     # paper: 50 epochs is the released ImageNet SwAV+rotation script; 200 = a 4x longer run for the comparison.
-    # The paper's CIFAR epoch sweep could not be read (papers.md 3.4) [unverified]. SwAV as the released run
+    # The paper's CIFAR epoch sweep could not be read (EffSSL, arXiv 2210.09866) [unverified]. SwAV as the released run
     # (scripts/swav_rotnet_50ep_bs1024_withmc.sh): multi-crop, 3000 prototypes, no queue, SwAV's LARS (trust
     # 1e-3, no clipping), base lr 1.2 at batch 1024 -> 0.3 at 256 (linear scaling), final lr 0.0012 -> 3e-4,
     # wd 1e-6. Ours: warmup from 0 (the script: from 0.3); prototypes frozen 1 epoch (the script: 313 steps)
@@ -169,11 +331,11 @@ PAPER_PRESETS["rotation"] = {
 }
 
 
-# Paper 001, internal pretext task (ssltutor/methods/internal.py, ssltutor/internal_study.py, notebooks/03). No code
-# is public and the PDF was not available (papers.md 2.2): every value is ours unless marked [SLA code].
+# Paper 001, internal pretext task (ssltutor/methods/internal.py, ssltutor/studies/internal.py, notebooks/03). No code
+# is public and the PDF was not available (arXiv 2106.04921): every value is ours unless marked [SLA code].
 _INTERNAL_COMMON = dict(
     stage=None,                 # ours: after the last stage (just before pooling): only the classifier runs M times
-    num_groups=4,               # ours: M = 4 mirrors SLA's 4 rotations (papers.md 2.4)
+    num_groups=4,               # ours: M = 4 mirrors SLA's 4 rotations (our choice)
     include_identity=False,     # ours: the abstract names only discarded copies; True is an option
     grouping="contiguous",      # ours: equal contiguous groups (at random init any fixed partition is equivalent)
     rescale=False,              # ours: "discard" read literally as zeroing; C/kept rescaling is an option
@@ -192,13 +354,13 @@ PAPER_PRESETS["internal"] = {
     "colab": dict(_INTERNAL_COMMON, optimizer="sgd", lr=0.1, weight_decay=5e-4, batch_size=128, epochs=18,
                   warmup_epochs=0, labelled_fraction={}),
     # ours: the usual supervised CIFAR recipe (SGD 0.1, momentum 0.9, wd 5e-4, batch 128, 200 epochs, cosine) with
-    # ResNet-18 (CIFAR stem); the paper's own training settings could not be read (papers.md 2.2)
+    # ResNet-18 (CIFAR stem); the paper's own training settings could not be read (arXiv 2106.04921)
     "paper": dict(_INTERNAL_COMMON, backbone="resnet18", width=None, optimizer="sgd", lr=0.1, weight_decay=5e-4,
                   batch_size=128, epochs=200, warmup_epochs=0, labelled_fraction={}),
 }
 
-# Paper 003, CaSSLe (ssltutor/methods/cassle.py, ssltutor/continual.py, notebooks/05). [code] = DonkeyShot21/cassle
-# (papers.md 4.2-4.6); the rest are ours, for the reason given.
+# Paper 003, CaSSLe (ssltutor/methods/cassle.py, ssltutor/studies/cassle.py, notebooks/05). [code] = DonkeyShot21/cassle
+# (CaSSLe, arXiv 2112.04215); the rest are ours, for the reason given.
 _CASSLE_COMMON = dict(
     epochs_per_task=None,       # set per preset below
     distill_lambda=None,        # [code] per distiller: 25 for VICReg's MSE, 1 otherwise (methods/cassle.py)
@@ -285,7 +447,7 @@ PAPER_PRESETS["foundations"] = {
     "colab": dict(epochs=15, label_fraction=1.0, embedding_method="tsne", dataset_overrides={},
                   method_options=dict(mocov2plus=dict(queue_size=4096), swav=dict(num_prototypes=300))),
     # [solo-learn] ResNet-18 (CIFAR stem), 1000 epochs, linear probe on all labels; the methods' own defaults
-    # (papers.md: queue 65,536, 3,000 prototypes); optimizer and lr from the shared paper preset (LARS 0.4)
+    # (the papers: queue 65,536, 3,000 prototypes); optimizer and lr from the shared paper preset (LARS 0.4)
     "paper": dict(epochs=1000, label_fraction=1.0, embedding_method="tsne", method_options={}, dataset_overrides={}),
 }
 
@@ -350,19 +512,40 @@ def resolve_preset(name: str) -> str:
     return "colab" if "google.colab" in sys.modules and torch.cuda.is_available() else "cpu"
 
 
-def preset(name: str, paper: str | None = None, **overrides) -> dict:
-    """The settings of preset ``name`` (optionally merged with ``paper``'s additions), with ``overrides`` applied.
-    ``name`` may be ``"auto"`` (:func:`resolve_preset`)."""
+def resolve(name: str, paper: str | None = None, **overrides) -> Settings:
+    """The typed settings of preset ``name``: :data:`PRESETS`, then ``paper``'s additions, then ``overrides``,
+    over the defaults of ``paper``'s schema (:data:`SCHEMAS`). ``name`` may be ``"auto"`` (:func:`resolve_preset`).
+    An unknown preset, paper or key raises a ValueError that lists what is allowed."""
     name = resolve_preset(name)
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESET_CHOICES)}")
-    out = copy.deepcopy(PRESETS[name])
+    if paper is not None and paper not in PAPER_PRESETS:
+        raise ValueError(f"no presets for paper {paper!r}: known papers are {', '.join(sorted(PAPER_PRESETS)) or 'none'}")
+    schema = SCHEMAS[paper]
+    known = {f.name for f in dataclasses.fields(schema)}
+    merged = copy.deepcopy(PRESETS[name])
     if paper is not None:
-        if paper not in PAPER_PRESETS:
-            raise ValueError(f"no presets for paper {paper!r}: known papers are {', '.join(sorted(PAPER_PRESETS)) or 'none'}")
-        out.update(copy.deepcopy(PAPER_PRESETS[paper].get(name, {})))
-    unknown = set(overrides) - set(out)
+        merged.update(copy.deepcopy(PAPER_PRESETS[paper].get(name, {})))
+    merged.update(overrides)
+    unknown = set(merged) - known
     if unknown:
-        raise ValueError(f"unknown preset key(s) {sorted(unknown)}: known keys are {', '.join(sorted(out))}")
-    out.update(overrides)
-    return out
+        raise ValueError(f"unknown preset key(s) {sorted(unknown)}: known keys are {', '.join(sorted(known))}")
+    return schema(**merged)
+
+
+def preset(name: str, paper: str | None = None, **overrides) -> dict:
+    """:func:`resolve` as a plain dict with every key of the schema: what the notebooks and studies read
+    (``settings["lr"]``), copy (``dict(settings, epochs=1)``) and change.
+
+    ``paper="learn"`` keeps only the keys its presets set (validated all the same): ``ssltutor.learn`` stores each
+    run's merged recipe with its record, so a key added here would make every recorded run look like another."""
+    settings = as_dict(resolve(name, paper, **overrides))
+    if paper == "learn":
+        given = {*PRESETS[resolve_preset(name)], *PAPER_PRESETS["learn"].get(resolve_preset(name), {}), *overrides}
+        settings = {k: v for k, v in settings.items() if k in given}
+    return settings
+
+
+def as_dict(settings: Settings) -> dict:
+    """Typed settings as the plain dict :func:`preset` returns (every key, shallow)."""
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}

@@ -1,6 +1,6 @@
 """Linear-probe protocols on frozen features: all labels, a labelled fraction, noisy labels, plus weighted kNN.
 
-DoGo's evaluation (papers.md 5.5; Bhat et al. 2021) trains a linear classifier on frozen, un-augmented features. It
+DoGo's evaluation (Bhat et al. 2021, arXiv 2104.09866) trains a linear classifier on frozen, un-augmented features. It
 holds out 15 % of the training labels to pick the best epoch and reports the test accuracy of that epoch
 (:func:`ssltutor.evaluate.linear_probe` with ``val_fraction=0.15``). The paper also reports limited and noisy labels
 (abstract; the released code has no script for them). Here they are:

@@ -2,7 +2,7 @@
 
 A run of the matrix is a :class:`Job` (one notebook, one parameter set, one folder); :func:`run_job` executes it and
 returns a :class:`JobResult` without touching any shared state, so jobs can run serially or in worker processes.
-Every finished job leaves ``metrics.json`` (written by the notebook through ``ssltutor.experiment.write_metrics``) in
+Every finished job leaves ``metrics.json`` (written by the notebook through ``ssltutor.studies.base.write_metrics``) in
 its folder; a job whose folder already has one is skipped, which makes a batch resumable. :func:`gather_results`
 collects every ``metrics.json`` under a batch folder into one long table (one row per variant and metric).
 

@@ -305,7 +305,7 @@ def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: 
                 opt.step()
             global_step += 1
             method.on_step_end(global_step / total_steps)
-            metrics = {k: v.detach() for k, v in out.items()}
+            metrics = {k: v.detach() for k, v in out.items() if torch.is_tensor(v)}  # not views / z
             pending.append((global_step, metrics if ctx is None else ctx.average(metrics), lr_now))
             if len(pending) >= log_every or global_step % steps_per_epoch == 0:
                 rows = _flush(pending, epoch, x.shape[0], time.perf_counter() - t_last, ckpt_path)

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssltutor import losses, methods
-from ssltutor.continual import ContinualResult, evaluate_backbone, fit_continual, make_tasks
+from ssltutor.studies.cassle import ContinualResult, evaluate_backbone, fit_continual, make_tasks
 from ssltutor.data import class_incremental_tasks, data_incremental_tasks, load
 from ssltutor.evaluate import AccuracyMatrix, continual_metrics, task_accuracies
-from ssltutor.experiment import cap
+from ssltutor.studies.base import cap
 from ssltutor.methods import Batch
 from ssltutor.methods.cassle import CaSSLe
 from ssltutor.models import create_backbone
@@ -275,7 +275,8 @@ def test_multi_crop_swav_is_refused_by_the_two_view_distiller():
 
 
 def test_cassle_paper_preset_follows_the_cifar_scripts():
-    from ssltutor.continual import _fit_options, probe_options
+    from ssltutor.studies.base import fit_options as _fit_options
+    from ssltutor.studies.cassle import probe_options
     from ssltutor.presets import preset
 
     paper, cpu = preset("paper", paper="cassle"), preset("cpu", paper="cassle")
@@ -286,7 +287,7 @@ def test_cassle_paper_preset_follows_the_cifar_scripts():
                                  "halve_variance": False}
     swav = _fit_options(paper, "swav")
     assert (swav["lr"], swav["min_lr"], swav["weight_decay"], swav["exclude_bias_norm"]) == (0.6, 6e-4, 1e-6, False)
-    assert "exclude_bias_norm" not in _fit_options(paper, "simclr")  # the other scripts exclude them
+    assert _fit_options(paper, "simclr")["exclude_bias_norm"] is None  # the other scripts exclude them
     assert probe_options(paper)["augment_train"] == "crop_flip" and probe_options(cpu)["augment_train"] == "none"
     m = methods.create("cassle", create_backbone("small_convnet", width=8), ssl_method="simclr",
                        ssl_options=options["simclr"])

@@ -18,7 +18,7 @@ from ssltutor.book import (
     repository_url,
     toc_files,
 )
-from ssltutor.experiment import write_metrics
+from ssltutor.studies.base import write_metrics
 from ssltutor.runs import (
     RESULT_COLUMNS,
     ParameterError,
@@ -44,7 +44,7 @@ BODY = '''if dataset == "digits" and seed == 1:
     raise RuntimeError("deliberate failure")'''
 
 METRICS = '''import time
-from ssltutor.experiment import write_metrics
+from ssltutor.studies.base import write_metrics
 params = dict(dataset=dataset, data_root=data_root, preset=preset, seed=seed, device=device, output_dir=output_dir,
               mode=mode)
 write_metrics(output_dir, "02_standin", params, {"plain": {"accuracy": 0.5 + seed / 10}, "fancy": {"accuracy": 0.7}},

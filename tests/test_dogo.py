@@ -5,10 +5,11 @@ import copy
 import pytest
 import torch
 
-from ssltutor import dogo_study, losses
+from ssltutor import losses
 from ssltutor.data import augment, load, symmetric_label_noise
 from ssltutor.evaluate import extract_features, knn_accuracy
-from ssltutor.experiment import cap
+from ssltutor.studies import dogo as dogo_study
+from ssltutor.studies.base import cap
 from ssltutor.methods import Batch, create
 from ssltutor.methods.dogo import DoGo, backbone_from_name, default_peer, dogo_projector
 from ssltutor.presets import preset

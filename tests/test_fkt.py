@@ -1,4 +1,4 @@
-"""FKT (papers.md 1): the joint loss, its options, the three variants on real data, model selection, Grad-CAM."""
+"""FKT (arXiv 2304.01354): the joint loss, its options, the three variants on real data, model selection, Grad-CAM."""
 import math
 
 import pytest

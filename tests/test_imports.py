@@ -6,7 +6,7 @@ cycle. The layers, from the ground up::
     data, models, losses, presets, distributed     what everything stands on
     methods                                        networks and step(batch) -> dict
     train, evaluate, probes, timing                the fit loop, evaluation, the step timer
-    studies, experiment, continual, learn          the papers' experiments
+    studies, experiment, learn                     the papers' experiments
     results, plots, gradcam, runs                  result files, figures, notebook runs
     cli, book, bench, gpucheck                     the command lines
 """
@@ -23,7 +23,7 @@ LAYERS = [
     ("data", "models", "losses", "presets", "distributed"),
     ("methods",),
     ("train", "evaluate", "probes", "timing"),
-    ("studies", "experiment", "continual", "learn", "internal_study", "rotation_study", "dogo_study"),
+    ("studies", "experiment", "learn"),
     ("results", "plots", "gradcam", "runs"),
     ("cli", "book", "bench", "gpucheck"),
 ]

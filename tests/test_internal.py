@@ -4,8 +4,8 @@ import torch
 
 from ssltutor.data import load
 from ssltutor.evaluate import predict_labels
-from ssltutor.experiment import cap
-from ssltutor.internal_study import step_time_ratio
+from ssltutor.studies.base import cap
+from ssltutor.studies.internal import step_time_ratio
 from ssltutor.methods import METHODS, Batch, create
 from ssltutor.methods.internal import (
     InternalPretext,
@@ -241,7 +241,7 @@ def test_internal_learns_above_chance_on_intel_image(shared_data):
 
 def test_study_helpers_run_end_to_end(shared_data):
     """run_study / summarize / run_ablation on a few real images at the smoke preset (shapes and bookkeeping)."""
-    from ssltutor.internal_study import joint_label_table, run_ablation, run_study, summarize
+    from ssltutor.studies.internal import joint_label_table, run_ablation, run_study, summarize
     from ssltutor.presets import preset
 
     settings = preset("smoke", paper="internal", max_train=64, batch_size=32)

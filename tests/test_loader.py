@@ -1,8 +1,8 @@
-"""DeviceLoader and iterate_batches: epoch permutations from the generator, batch counts, alignment; ImageDataset."""
+"""DeviceLoader: epoch permutations from the generator, batch counts, alignment; ImageDataset."""
 import pytest
 import torch
 
-from ssltutor.data import DeviceLoader, ImageDataset, iterate_batches
+from ssltutor.data import DeviceLoader, ImageDataset
 
 
 def indexed_data(n=103):
@@ -52,13 +52,6 @@ def test_no_shuffle_keeps_order_and_unlabelled_and_small_data():
         DeviceLoader(images, labels, 0)
     with pytest.raises(ValueError, match="length"):
         DeviceLoader(images, labels[:3], 4)
-
-
-def test_iterate_batches_is_sequential():
-    images, _ = indexed_data(10)
-    batches = list(iterate_batches(images, 4, device="cpu"))
-    assert [len(b) for b in batches] == [4, 4, 2]
-    assert torch.equal(torch.cat(batches), images)
 
 
 def test_image_dataset_to_subset_and_validation():

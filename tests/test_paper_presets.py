@@ -10,7 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssltutor import continual, dogo_study, internal_study, rotation_study, train as train_module
+from ssltutor import train as train_module
+from ssltutor.studies import cassle as continual, dogo as dogo_study, internal as internal_study
+from ssltutor.studies import rotation as rotation_study
 from ssltutor.data import ImageDataset, load
 from ssltutor.methods import SSL_METHODS, create
 from ssltutor.studies import fkt
@@ -100,9 +102,9 @@ def test_rotation_paper_preset_with_swav_multi_crop(cifar, optimizers):
     train, test = data.subset(torch.arange(0, 8, 2)), at_size(data.subset(torch.arange(1, 8, 2)), 32, "test")
     for base in ("simclr", "byol", "swav"):
         out = rotation_study.run_variant(base, True, train, test, 1, settings, seed=0)
-        assert 0.0 <= out["rot_acc"] <= 1.0 and out["probe"] is not None
+        assert 0.0 <= out.metrics["rot_acc"] <= 1.0 and out.metrics["probe"] is not None
         if base == "swav":
-            method = out["method"]
+            method = out.method
             assert isinstance(method, SwAV) and method.prototypes.out_features == 3000
             sizes = [v.config.size for v in method.views.views]
             assert sizes == [32, 32] + [16] * 6  # 2 global crops + 6 local ones
@@ -117,12 +119,13 @@ def test_cassle_paper_preset_for_every_method(cifar, optimizers):
     test = at_size(cifar, settings["image_size"], "test")
     tasks = continual.make_tasks(train, 2, seed=settings["task_seed"])
     for method in CASSLE_METHODS:
-        summary, result = continual.run_variant("cassle", train, test, tasks, settings, ssl_method=method, seed=0,
-                                                random_baseline=None)
+        run = continual.run_variant("cassle", train, test, tasks, settings, ssl_method=method, seed=0,
+                                    random_baseline=None)
+        summary, result = run.metrics, run.result
         assert result.R.shape == (2, 2) and 0.0 <= summary["A"] <= 1.0
         assert [len(h.steps) for h in result.histories] == [2, 2]  # task 2 distils
         assert "distill_loss" in result.histories[1].steps
-    summary, _ = continual.run_variant("supervised", train, test, tasks, settings, seed=0, random_baseline=None)
+    summary = continual.run_variant("supervised", train, test, tasks, settings, seed=0, random_baseline=None).metrics
     assert 0.0 <= summary["A"] <= 1.0
     swav = optimizers[2 * CASSLE_METHODS.index("swav")]
     assert swav["name"] == "lars" and swav["groups"] == 1  # the script excludes no bias or norm
@@ -136,7 +139,7 @@ def test_internal_paper_preset(cifar, optimizers):
     test = at_size(cifar, settings["image_size"], "test")
     for variant in ("supervised", "internal", "sla"):
         out = internal_study.run_variant(variant, train, test, settings, seed=0)
-        assert all(0.0 <= a <= 1.0 for a in out["accuracy"].values())
+        assert all(0.0 <= a <= 1.0 for a in internal_study.accuracy_by_inference(out).values())
     assert [o["name"] for o in optimizers] == ["sgd"] * 3 and all(o["steps"] == 2 for o in optimizers)
 
 

@@ -67,21 +67,6 @@ def test_plot_history_title_goes_on_the_given_axes():
     assert fig._suptitle is None  # the figure's other panels keep their own titles
 
 
-def test_plot_confusion_matrix():
-    cm = np.array([[8, 2, 0], [1, 9, 0], [0, 5, 5]])
-    fig = plots.plot_confusion_matrix(cm, ["cat", "dog", "frog"])
-    (ax,) = _main_axes(fig)
-    assert len(fig.axes) == 2  # heatmap + colorbar
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["cat", "dog", "frog"]
-    assert ax.get_xlabel() == "predicted class" and ax.get_ylabel() == "true class"
-    texts = [t.get_text() for t in ax.texts]
-    assert len(texts) == 9 and texts[0] == "0.80" and texts[-1] == "0.50"  # row-normalized
-    fig = plots.plot_confusion_matrix(torch.tensor(cm), ["cat", "dog", "frog"], normalize=False)
-    assert _main_axes(fig)[0].texts[0].get_text() == "8"
-    with pytest.raises(ValueError, match="class_names"):
-        plots.plot_confusion_matrix(cm, ["a", "b"])
-
-
 def test_plot_accuracy_matrix_annotates_measured_cells():
     R = np.array([[0.8, np.nan], [0.6, 0.9]])
     fig = plots.plot_accuracy_matrix(R, task_names=["t1", "t2"])

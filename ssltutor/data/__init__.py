@@ -7,7 +7,7 @@ Example::
     test = data.load("intel_image", split="test")     # needs $DATA_ROOT/intel_image (the error says how to get it)
     loader = data.DeviceLoader(train.images, train.labels, batch_size=256, generator=torch.Generator())
 """
-from .loader import DeviceLoader, iterate_batches
+from .loader import DeviceLoader
 from .sources import (
     APTOS_CLASSES,
     DATASETS,
@@ -37,6 +37,6 @@ from .splits import (
 __all__ = [
     "load", "DATASETS", "DEFAULT_SIZE", "SPLITS", "INTEL_CLASSES", "APTOS_CLASSES", "ImageDataset",
     "DatasetError", "DatasetNotFoundError", "DatasetFormatError", "data_root", "default_root", "cache_dirs",
-    "crop_fundus", "aptos_split_indices", "DeviceLoader", "iterate_batches", "Task", "stratified_split",
+    "crop_fundus", "aptos_split_indices", "DeviceLoader", "Task", "stratified_split",
     "labelled_fraction", "symmetric_label_noise", "class_incremental_tasks", "data_incremental_tasks",
 ]

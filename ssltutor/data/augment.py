@@ -37,7 +37,7 @@ import torch.nn.functional as F
 # ------------------------------------------------------------------------------------------------------------------
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-# The FKT code normalises every dataset with these fundus-like values (papers.md 1.4, a quirk of src/joint_train.py).
+# The FKT code normalises every dataset with these fundus-like values (a quirk of the FKT code's src/joint_train.py).
 FKT_CODE_STATS = ((0.4258, 0.2974, 0.2129), (0.2767, 0.2024, 0.1686))
 
 STATS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -863,7 +863,7 @@ def fkt_views(size: int, mean: Sequence[float] = FKT_CODE_STATS[0], std: Sequenc
               blur_kernel_size: int | None = None, color_jitter: bool = False, hflip: bool = False,
               scale: tuple[float, float] = (0.08, 1.0), dtype: torch.dtype = torch.float32,
               memory_format: torch.memory_format = torch.contiguous_format) -> MultiView:
-    """The two SSL views of FKT's joint training (papers.md 1.4, ``src/joint_train.py``): RandomResizedCrop,
+    """The two SSL views of FKT's joint training (FKT, arXiv 2304.01354, ``src/joint_train.py``): RandomResizedCrop,
     vertical flip 0.5, grayscale 0.2, Gaussian blur p=0.5 (kernel 21 at 224 px, scaled to ``size``; sigma in
     [0.1, 2]), RandomAffine(+-180 deg, translate 0.2), normalize.
 

@@ -10,7 +10,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["DeviceLoader", "iterate_batches"]
+__all__ = ["DeviceLoader"]
 
 
 class DeviceLoader:
@@ -54,16 +54,3 @@ class DeviceLoader:
             index = order[b * self.batch_size : (b + 1) * self.batch_size]
             labels = self.labels.index_select(0, index) if self.labels is not None else None
             yield self.images.index_select(0, index), labels
-
-
-def iterate_batches(images: Tensor, batch_size: int, device=None) -> Iterator[Tensor]:
-    """Sequential, non-overlapping slices ``images[i : i + batch_size]`` moved to ``device`` (evaluation order).
-
-    images: (N, ...) on any device. The last batch may be smaller. Slices are views, so nothing is copied on the
-    images' own device.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
-        yield batch if device is None else batch.to(device, non_blocking=True)

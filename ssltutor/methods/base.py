@@ -2,7 +2,10 @@
 
 A method owns its networks and its view pipeline. The fit loop hands it a :class:`Batch` of uint8 images that
 already live on the device; ``step`` augments them, runs the networks and returns a dict with ``loss`` and named
-metrics. ``on_step_end`` updates momentum encoders and queues; ``backbone`` is what evaluation uses.
+scalar metrics; a method with views and projections (the SSL objectives) also returns ``views`` (the list of
+augmented views it trained on) and ``z`` (the list of their projections, in the graph), which the methods that
+wrap another (CaSSLe, the rotation auxiliary) build on. The fit loop logs the scalar tensors only.
+``on_step_end`` updates momentum encoders and queues; ``backbone`` is what evaluation uses.
 """
 from __future__ import annotations
 

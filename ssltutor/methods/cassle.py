@@ -8,7 +8,7 @@ and the predictor has to map the *current* projections to the *past* ones with t
     L = L_ssl(z_A, z_B) + lambda * D,        D = 1/2 [ D(g(z_A), zbar_A) + D(g(z_B), zbar_B) ]
 
 (the contrastive distiller of SimCLR / MoCo v2+ scores both views at once, symmetrised over the two directions).
-The distillation losses live in :mod:`ssltutor.losses` (papers.md 4.2 gives the code defaults):
+The distillation losses live in :mod:`ssltutor.losses` (the defaults of CaSSLe's code):
 
 =================  =====================  ==========================================================  ======
 SSL method         distiller              D(p, zbar)                                                  lambda
@@ -22,11 +22,9 @@ SwAV               ``knowledge``          CE(softmax(Pbar(zbar)/T), log softmax(
 
 (*SimSiam is not in the paper; we give it BYOL's distiller, its own loss up to an affine map.)
 
-How the wrapper sees ``z_A, z_B``: the base method's ``step`` computes them internally and returns only scalars,
-so while it runs two forward hooks record what enters ``base.backbone`` (the augmented views) and what leaves
-``base.projector`` (the projections). Every method of :mod:`ssltutor.methods.ssl` calls each exactly once per view,
-and the base loss is computed by the base method itself, untouched. (A ``step`` that also returned ``z`` and the
-views would make the hooks unnecessary: see the report of issue 7.)
+How the wrapper sees ``z_A, z_B``: the base method's ``step`` returns the augmented views it trained on
+(``views``) and their projections (``z``, still in the graph), as every method of :mod:`ssltutor.methods.ssl`
+does; the base loss is computed by the base method itself, untouched, and the frozen copy sees the same views.
 
 Frozen batch norm: the released code never puts the frozen copy in eval mode, so Lightning's ``model.train()`` keeps
 its BatchNorm layers on batch statistics, and their running statistics keep moving towards the new task.
@@ -35,8 +33,6 @@ target really is the network as it was at the end of the previous task (running 
 does not depend on which images share the batch, and it never changes while the task trains.
 """
 from __future__ import annotations
-
-import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +46,7 @@ from .ssl import SSL_CLASSES, BYOL, VICReg, BarlowTwins, MoCoV2Plus, SimCLR, Sim
 
 DISTILLERS = ("contrastive", "predictive", "decorrelative", "predictive_mse", "knowledge")
 
-# Which distiller each SSL method re-uses (cassle/distillers/, papers.md 4.2).
+# Which distiller each SSL method re-uses (cassle/distillers/, CaSSLe, arXiv 2112.04215).
 DISTILLER_OF = {SimCLR: "contrastive", MoCoV2Plus: "contrastive", BYOL: "predictive", SimSiam: "predictive",
                 BarlowTwins: "decorrelative", VICReg: "predictive_mse", SwAV: "knowledge"}
 
@@ -68,24 +64,6 @@ def distiller_for(base: SSLMethod) -> str:
             return name
     supported = ", ".join(sorted(c.__name__ for c in DISTILLER_OF))
     raise ValueError(f"CaSSLe has no distiller for {type(base).__name__}: wrap one of {supported}")
-
-
-class _Capture:
-    """Records the inputs of ``backbone`` and the outputs of ``projector`` while a base ``step`` runs."""
-
-    def __init__(self):
-        self.views: list[torch.Tensor] = []
-        self.z: list[torch.Tensor] = []
-
-    @contextlib.contextmanager
-    def hooks(self, backbone: nn.Module, projector: nn.Module):
-        handles = [backbone.register_forward_pre_hook(lambda _m, args: self.views.append(args[0])),
-                   projector.register_forward_hook(lambda _m, _args, out: self.z.append(out))]
-        try:
-            yield self
-        finally:
-            for h in handles:
-                h.remove()
 
 
 class CaSSLe(Method):
@@ -221,16 +199,15 @@ class CaSSLe(Method):
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         if not self.distilling:
             return self.base.step(batch)
-        capture = _Capture()
-        with capture.hooks(self.base.backbone, self.base.projector):
-            out = self.base.step(batch)
-        if len(capture.views) != 2 or len(capture.z) != 2:
+        out = self.base.step(batch)
+        views, z = out.get("views", []), out.get("z", [])
+        if len(views) != 2 or len(z) != 2:
             raise RuntimeError(
-                f"CaSSLe expects the base step to run the backbone and projector once per view (2 each), saw "
-                f"{len(capture.views)} and {len(capture.z)} calls: {type(self.base).__name__}.step changed")
+                f"CaSSLe distils two views, the backbone and projector run once per view: "
+                f"{type(self.base).__name__}.step returned {len(views)} views and {len(z)} projections "
+                f"(multi-crop is not supported)")
         with torch.no_grad():
-            z_frozen = [self.frozen_projector(self.frozen_backbone(v)) for v in capture.views]
-        z = capture.z
+            z_frozen = [self.frozen_projector(self.frozen_backbone(v)) for v in views]
         if isinstance(self.base, MoCoV2Plus):  # the code distils MoCo's L2-normalised queries
             z = [F.normalize(zi, dim=1) for zi in z]
         distill = self.distill_loss([self.predictor(zi) for zi in z], z_frozen)

@@ -1,5 +1,5 @@
 """Distill-on-the-Go (DoGo): two self-supervised models trained side by side, each distilling the other's
-similarity distribution (Bhat, Arani & Zonooz, CVPR Workshops 2021, arXiv 2104.09866; papers.md section 5).
+similarity distribution (Bhat, Arani & Zonooz, CVPR Workshops 2021, arXiv 2104.09866).
 
 Small networks gain less from self-supervised pre-training than wide ones. DoGo trains a small model and a larger
 peer *together, from scratch*, in one stage. Each model k keeps its own SSL objective and sees its own two views of
@@ -19,7 +19,7 @@ and LARS update every parameter from its own gradient and state, so one optimize
 steps as two optimizers with the same hyper-parameters (tests/test_dogo.py checks both facts). The exception is a
 clipped *global* gradient norm (``fit(grad_clip=...)``), which would couple the two models.
 
-Choices (papers.md 5.1 lists the code's values):
+Choices (the values of DoGo's code):
 
 * ``kl_reduction="batchmean"`` (the KL summed over a row, averaged over rows) with ``lambda1 = 100/256`` and
   ``lambda2 = 1/256``. The code calls ``F.kl_div`` with PyTorch 1.4's default ``reduction="mean"``, which also

@@ -2,7 +2,7 @@
 
 *Representational* transfer (RT) learns a representation first (SimCLR on the train split) and then fine-tunes the
 whole network on the labels: two stages, the SSL objective is gone when the classifier trains. *Functional* transfer
-optimises both objectives at once, in one stage, through one shared backbone f (papers.md 1.2)::
+optimises both objectives at once, in one stage, through one shared backbone f::
 
     L_FKT = CE(classifier(f(x)), y) + lambda * NT-Xent(g(f(v1)), g(f(v2)))
 

@@ -8,7 +8,7 @@ rotation head on the pooled features predicts the angle::
 
     L = L_ssl + w * (CE(g(f(rot(v1, r1))), r1) + CE(g(f(rot(v2, r2))), r2)),   r1, r2 ~ U{0, 90, 180, 270}
 
-with ``w = 0.1`` and the two terms **summed** (the released SwAV code, papers.md 3.2); ``g`` is
+with ``w = 0.1`` and the two terms **summed** (the released SwAV code, EffSSL, arXiv 2210.09866); ``g`` is
 Linear-BN-ReLU-Linear(4) as wide as the method's projector hidden layer.
 
 How the views are shared: every method builds its views in ``make_views(batch)`` and uses the first two. The
@@ -34,7 +34,7 @@ from ..data import augment
 from ..models import head
 from .base import Batch, Method
 
-ROTATION_WEIGHT = 0.1  # EffSSL code default and script value (papers.md 3.2)
+ROTATION_WEIGHT = 0.1  # EffSSL code default and script value (arXiv 2210.09866)
 ROTATION_BASES = ("simclr", "byol", "mocov2plus", "simsiam", "barlow_twins", "vicreg", "swav")
 
 
@@ -67,7 +67,7 @@ def _check_view_pipeline(views) -> None:
 
 
 def _default_hidden(method: Method, head_scale: float) -> int:
-    """Rotation head width = the projector's hidden width (papers.md 3.3), else 2048 * head_scale."""
+    """Rotation head width = the projector's hidden width (EffSSL, arXiv 2210.09866), else 2048 * head_scale."""
     projector = getattr(method, "projector", None)
     first = projector[0] if projector is not None and len(projector) else None
     if isinstance(first, torch.nn.Linear):
@@ -112,21 +112,13 @@ class RotationAuxiliary(Method):
         width = rotation_hidden or _default_hidden(self, head_scale)
         device = next(self.backbone.parameters()).device
         self.rotation_head = head("rotation_head", self.backbone.feature_dim, hidden=width).to(device)
-        self._views: list[torch.Tensor] | None = None
-
-    def make_views(self, batch: Batch) -> list[torch.Tensor]:
-        # Keep the views the base method trains on: the rotation task rotates exactly these.
-        views = super().make_views(batch)
-        self._views = views
-        return views
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        self._views = None
         out = super().step(batch)
-        views, self._views = self._views, None
+        views = out.get("views")  # the views the base method trained on: the rotation task rotates exactly these
         if views is None or len(views) <= max(self.rotated_views):
-            raise RuntimeError(f"{type(self).__name__}: the base step must build its views with make_views "
-                               f"and make at least {max(self.rotated_views) + 1} of them")
+            raise RuntimeError(f"{type(self).__name__}: the base step must return its views (``views``), at "
+                               f"least {max(self.rotated_views) + 1} of them")
         rot, correct = 0.0, 0.0
         for i in self.rotated_views:
             turns = augment.rotate90_params(views[i].shape[0], batch.generator, views[i].device)

@@ -1,7 +1,7 @@
 """The seven self-supervised objectives of the engine, one class each, sharing the :class:`Method` surface.
 
 Each class holds a backbone, the paper's heads (scaled by ``head_scale`` for small CPU backbones) and its view
-pipeline; ``step`` returns the loss plus diagnostics. Defaults follow papers.md (mostly the solo-learn/CaSSLe
+pipeline; ``step`` returns the loss plus diagnostics. Defaults follow the papers' code (mostly the solo-learn/CaSSLe
 values, since those are the ones re-used for distillation in CaSSLe).
 """
 from __future__ import annotations
@@ -70,9 +70,9 @@ class SimCLR(SSLMethod):
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.make_views(batch)[:2]
         (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
-        z1, z2 = gather_with_grad(z1), gather_with_grad(z2)  # the whole (global) batch as negatives
-        loss = losses.nt_xent(z1, z2, self.temperature, normalize=self.normalize)
-        return {"loss": loss, "z_std": _embedding_std(z1)}
+        g1, g2 = gather_with_grad(z1), gather_with_grad(z2)  # the whole (global) batch as negatives
+        loss = losses.nt_xent(g1, g2, self.temperature, normalize=self.normalize)
+        return {"loss": loss, "z_std": _embedding_std(g1), "views": [v1, v2], "z": [z1, z2]}
 
 
 def _predictor_lr_scales(scale: float) -> dict[str, float]:
@@ -128,7 +128,8 @@ class BYOL(_MomentumMethod):
         p1, p2 = self.predictor(z1), self.predictor(z2)
         t1, t2 = self.target_embed(v1), self.target_embed(v2)
         loss = losses.byol_loss(p1, t2) + losses.byol_loss(p2, t1)
-        return {"loss": loss, "z_std": _embedding_std(z1), "tau": torch.tensor(self.tau)}
+        return {"loss": loss, "z_std": _embedding_std(z1), "tau": torch.tensor(self.tau), "views": [v1, v2],
+                "z": [z1, z2]}
 
 
 class MoCoV2Plus(_MomentumMethod):
@@ -161,7 +162,7 @@ class MoCoV2Plus(_MomentumMethod):
         queue = self.queue[:, :filled].clone() if filled else keys.detach()
         loss = (losses.info_nce(q1, k2, queue[1], self.temperature) + losses.info_nce(q2, k1, queue[0], self.temperature)) / 2
         self._pending = keys
-        return {"loss": loss, "z_std": _embedding_std(q1)}
+        return {"loss": loss, "z_std": _embedding_std(q1), "views": [v1, v2], "z": [q1, q2]}
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:
@@ -198,7 +199,7 @@ class SimSiam(SSLMethod):
         p1, p2 = self.predictor(z1), self.predictor(z2)
         t1, t2 = (z1.detach(), z2.detach()) if self.stop_gradient else (z1, z2)
         loss = (losses.negative_cosine(p1, t2) + losses.negative_cosine(p2, t1)) / 2
-        return {"loss": loss, "z_std": _embedding_std(z1)}
+        return {"loss": loss, "z_std": _embedding_std(z1), "views": [v1, v2], "z": [z1, z2]}
 
 
 class BarlowTwins(SSLMethod):
@@ -215,9 +216,9 @@ class BarlowTwins(SSLMethod):
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.make_views(batch)[:2]
         (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
-        z1, z2 = gather_with_grad(z1), gather_with_grad(z2)  # cross-correlation over the global batch
-        loss = losses.barlow_twins(z1, z2, lambda_offdiag=self.lambda_offdiag, scale=self.scale)
-        return {"loss": loss, "z_std": _embedding_std(z1)}
+        g1, g2 = gather_with_grad(z1), gather_with_grad(z2)  # cross-correlation over the global batch
+        loss = losses.barlow_twins(g1, g2, lambda_offdiag=self.lambda_offdiag, scale=self.scale)
+        return {"loss": loss, "z_std": _embedding_std(g1), "views": [v1, v2], "z": [z1, z2]}
 
 
 class VICReg(SSLMethod):
@@ -237,11 +238,10 @@ class VICReg(SSLMethod):
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.make_views(batch)[:2]
         (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
-        z1, z2 = gather_with_grad(z1), gather_with_grad(z2)  # variance and covariance over the global batch
-        terms = losses.vicreg_terms(z1, z2, halve_variance=self.halve_variance)
-        w = self.weights
-        loss = w["sim_weight"] * terms["invariance"] + w["var_weight"] * terms["variance"] + w["cov_weight"] * terms["covariance"]
-        return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
+        g1, g2 = gather_with_grad(z1), gather_with_grad(z2)  # variance and covariance over the global batch
+        terms = losses.vicreg_terms(g1, g2, halve_variance=self.halve_variance)
+        loss = losses.vicreg_from_terms(terms, **self.weights)
+        return {"loss": loss, **{k: v.detach() for k, v in terms.items()}, "views": [v1, v2], "z": [z1, z2]}
 
 
 PROTOTYPE_NORMS = ("unit", "weight_norm")
@@ -318,8 +318,8 @@ class SwAV(SSLMethod):
             with torch.no_grad():
                 self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
         views = self.make_views(batch)
-        (_, z1), (_, z2) = self.embed(views[0]), self.embed(views[1])
-        z1, z2 = gather_with_grad(z1), gather_with_grad(z2)  # Sinkhorn's equipartition over the global batch
+        (_, local1), (_, local2) = self.embed(views[0]), self.embed(views[1])
+        z1, z2 = gather_with_grad(local1), gather_with_grad(local2)  # Sinkhorn's equipartition over the global batch
         frozen = self.epoch < self.freeze_prototypes_epochs
         protos = self.prototypes.weight.detach() if frozen else None
         s1, s2 = self.scores(z1, protos), self.scores(z2, protos)
@@ -336,7 +336,7 @@ class SwAV(SSLMethod):
                                 local_scores=local_scores)
         if use_queue:
             self._pending = torch.stack([F.normalize(z1.detach().float(), dim=1), F.normalize(z2.detach().float(), dim=1)])
-        return {"loss": loss, "z_std": _embedding_std(z1)}
+        return {"loss": loss, "z_std": _embedding_std(z1), "views": views, "z": [local1, local2]}
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:

@@ -1,6 +1,6 @@
 """Heads: one declarative MLP builder for projectors, predictors, rotation heads and classifiers.
 
-``mlp([512, 2048, 128])`` is Linear(512, 2048) -> BN -> ReLU -> Linear(2048, 128). Per-method defaults (papers.md)
+``mlp([512, 2048, 128])`` is Linear(512, 2048) -> BN -> ReLU -> Linear(2048, 128). Per-method defaults (the papers)
 live in :data:`HEADS` and are scaled to the backbone width by :func:`head`.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ def mlp(dims: list[int], *, batch_norm: bool = True, last_batch_norm: bool = Fal
     return nn.Sequential(*layers)
 
 
-# Per-method head shapes from papers.md: (hidden, out, options). ``hidden=None`` means "as wide as the input".
+# Per-method head shapes from the papers' code: (hidden, out, options). ``hidden=None`` means "as wide as the input".
 HEADS = {
     "simclr_projector": dict(hidden=2048, out=128, batch_norm=False),        # SimCLR (solo-learn/CaSSLe: 2048 -> 256)
     "byol_projector": dict(hidden=4096, out=256, batch_norm=True),           # BYOL (Grill et al. 2020)

@@ -20,13 +20,12 @@ from torch import nn
 
 from ..data import SPLITS, ImageDataset, augment, labelled_fraction, load, stratified_split
 from ..evaluate import classification_metrics, extract_features
-from ..experiment import cap
 from ..methods import Method, SimCLR, Supervised
 from ..methods.fkt import (CLASSIFIER_INPUTS, FKT, PROJECTOR_REFERENCE, SIMILARITIES, FullPrecisionViews,  # noqa: F401
                            check_choice, fkt_projector, fkt_view_pipeline)
-from ..models import CONVNETS, Backbone, create_backbone, mlp
+from ..models import Backbone, mlp
 from ..presets import preset
-from ..train import fit
+from .base import VariantRun, cap, fit_with_preset, seeded_backbone
 
 VARIANTS = ("supervised", "rt", "fkt")
 VARIANT_NAMES = {"supervised": "supervised only", "rt": "representational transfer (SimCLR -> fine-tune)",
@@ -64,11 +63,11 @@ def load_splits(dataset: str, root=None, settings: dict | None = None, seed: int
     the dataset ships one (APTOS: our fixed 70/10/20 split of train.csv). ``max_test`` caps the test split."""
     settings = settings or preset("cpu", paper="fkt")
     size = settings["image_size"]
-    train = cap(load(dataset, root=root, split="train", size=size), settings.get("max_train"), seed)
-    test = cap(load(dataset, root=root, split="test", size=size), settings.get("max_test"), seed)
+    train = cap(load(dataset, root=root, split="train", size=size), settings["max_train"], seed)
+    test = cap(load(dataset, root=root, split="test", size=size), settings["max_test"], seed)
     if "val" in SPLITS[dataset]:
         return Splits(train, load(dataset, root=root, split="val", size=size), test)
-    train, val = carve_val(train, settings.get("val_fraction", 0.15), seed)
+    train, val = carve_val(train, settings["val_fraction"], seed)
     return Splits(train, val, test)
 
 
@@ -112,36 +111,31 @@ def score(method: Method, data: ImageDataset, transform, device=None) -> dict[st
 # The three variants through one code path
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
-class VariantResult:
-    """One trained variant: ``method`` holds the selected weights; ``metrics`` are on the test split;
-    ``history`` has one row per epoch (loss terms, ``val_acc``, ``test_acc`` if monitored); for RT it is the
-    fine-tuning stage and ``pretrain_history`` the SimCLR stage."""
+class FKTRun(VariantRun):
+    """One trained variant (:class:`~ssltutor.studies.base.VariantRun`): ``method`` holds the selected weights;
+    ``metrics`` are on the test split; ``history`` has one row per epoch (loss terms, ``val_acc``, ``test_acc`` if
+    monitored); for RT it is the fine-tuning stage and ``pretrain_history`` the SimCLR stage. ``best_epoch``: the
+    selected epoch, chosen on ``select_on``; ``steps``: one row per training step."""
 
-    variant: str
-    method: Method
-    metrics: dict[str, float]
-    best_epoch: int
-    history: pd.DataFrame
-    steps: pd.DataFrame
-    select_on: str
-    seconds: float
+    best_epoch: int = 0
+    steps: pd.DataFrame | None = None
+    select_on: str = "val"
     pretrain_history: pd.DataFrame | None = None
 
 
 def data_stats(dataset: str, settings: dict):
     """The (mean, std) the views use: the dataset's (``stats="dataset"``) or the code's fundus values."""
-    check_choice("stats", settings.get("stats", "dataset"), STATS_CHOICES)
-    if settings.get("stats", "dataset") == "fkt_code":
+    check_choice("stats", settings["stats"], STATS_CHOICES)
+    if settings["stats"] == "fkt_code":
         return augment.FKT_CODE_STATS
     return augment.STATS.get(dataset, augment.IMAGENET_STATS)
 
 
 def make_backbone(settings: dict, seed: int) -> Backbone:
     """The preset's backbone, initialised from ``seed`` (so every variant starts from the same weights)."""
-    torch.manual_seed(seed)
-    kwargs = ({"width": settings["width"]} if settings["backbone"] in CONVNETS
-              else {"cifar_stem": settings["image_size"] <= 64})  # the 3x3 stem only for small images
-    return create_backbone(settings["backbone"], pretrained=settings.get("pretrained", False), **kwargs)
+    # the 3x3 stem only for small images (the convnets have no other)
+    return seeded_backbone(settings, seed, cifar_stem=settings["image_size"] <= 64,
+                           pretrained=settings["pretrained"])
 
 
 def _fit(method: Method, train: ImageDataset, settings: dict, stage: str, seed: int, device, callbacks=(),
@@ -149,16 +143,9 @@ def _fit(method: Method, train: ImageDataset, settings: dict, stage: str, seed: 
     """``ssltutor.train.fit`` with the preset's values for ``stage`` ("" = joint/supervised, "pretrain_",
     "finetune_"): ``<stage>epochs``, ``<stage>lr``, ``<stage>optimizer``, ``<stage>optimizer_options``,
     ``<stage>weight_decay``, ``<stage>exclude_bias_norm``, ... fall back to the plain keys."""
-    def get(key):
-        return settings.get(stage + key, settings.get(key))
-
-    return fit(method, train, epochs=get("epochs"), batch_size=batch_size or settings["batch_size"],
-               optimizer=get("optimizer"), lr=get("lr"), weight_decay=get("weight_decay"),
-               momentum=settings.get("momentum", 0.9), warmup_epochs=get("warmup_epochs") or 0,
-               schedule=get("schedule") or "cosine", precision=settings["precision"],
-               channels_last=settings["channels_last"], device=device, seed=seed, callbacks=callbacks,
-               progress=progress, optimizer_options=get("optimizer_options"),
-               exclude_bias_norm=get("exclude_bias_norm"))
+    epochs = (stage and settings[stage + "epochs"]) or settings["epochs"]
+    return fit_with_preset(method, train, settings, epochs=epochs, stage=stage, seed=seed, device=device,
+                           progress=progress, callbacks=callbacks, batch_size=batch_size)
 
 
 def fine_tune(backbone: Backbone, train: ImageDataset, val: ImageDataset, num_classes: int, settings: dict, *,
@@ -168,7 +155,7 @@ def fine_tune(backbone: Backbone, train: ImageDataset, val: ImageDataset, num_cl
     on clean images (``src/finetune.py``: Resize + CenterCrop, no augmentation), selecting the best epoch on
     ``val``. Returns (method with the best weights, the BestEpoch callback, fit's History)."""
     method = Supervised(backbone, num_classes, image_size=settings["image_size"], stats=stats,
-                        augment_views=settings.get("finetune_augment", "none"))
+                        augment_views=settings["finetune_augment"])
     method.classifier = mlp([backbone.feature_dim, backbone.feature_dim, num_classes], batch_norm=False)
     best = BestEpoch(val, augment.eval_transform(settings["image_size"], *stats))
     history = _fit(method, train, settings, "finetune_", seed, device, [best, *callbacks], progress, batch_size)
@@ -183,26 +170,25 @@ def build_method(variant: str, backbone: Backbone, num_classes: int, settings: d
     if variant == "fkt":
         kw = dict(ssl_weight=settings["ssl_weight"], temperature=settings["temperature"],
                   similarity=settings["similarity"], classifier_input=settings["classifier_input"],
-                  color_jitter=settings.get("color_jitter", False), hflip=settings.get("hflip", False))
+                  color_jitter=settings["color_jitter"], hflip=settings["hflip"])
         kw.update(options)
         return FKT(backbone, num_classes, image_size=size, stats=stats, **kw)
     if options:
         raise ValueError(f"options {sorted(options)} apply to variant 'fkt' only")
     if variant == "supervised":
         return Supervised(backbone, num_classes, image_size=size, stats=stats,
-                          augment_views=settings.get("supervised_augment", "none"))
+                          augment_views=settings["supervised_augment"])
     # RT's first stage: SimCLR with FKT's views, projector and NT-Xent settings, so only the schedule differs.
     simclr = SimCLR(backbone, temperature=settings["temperature"], normalize=settings["similarity"] == "cosine",
                     image_size=size, stats=stats,
-                    views=fkt_view_pipeline(size, stats, settings.get("color_jitter", False),
-                                            settings.get("hflip", False)))
+                    views=fkt_view_pipeline(size, stats, settings["color_jitter"], settings["hflip"]))
     simclr.projector = fkt_projector(backbone.feature_dim)
     return simclr
 
 
 def run_variant(variant: str, data: Splits, settings: dict, *, dataset: str | None = None, seed: int = 0,
                 device=None, select_on: str = "val", monitor_test: bool = False, progress: bool = False,
-                batch_size: int | None = None, **options) -> VariantResult:
+                batch_size: int | None = None, **options) -> FKTRun:
     """Train one variant on ``data.train`` from a backbone seeded by ``seed``, keep the epoch with the best
     accuracy on ``data.val`` (``select_on="test"``: on ``data.test``, the released code's protocol, which
     inflates the reported number), then score it on ``data.test``.
@@ -231,17 +217,18 @@ def run_variant(variant: str, data: Splits, settings: dict, *, dataset: str | No
         history = _fit(method, data.train, settings, "", seed, device, [best, *watchers], progress, batch_size)
         best.restore(method)
     epochs = history.epochs.rename(columns={"val_acc": f"{select_on}_acc"}) if select_on == "test" else history.epochs
-    return VariantResult(variant, method, score(method, data.test, transform), best.best_epoch, epochs, history.steps,
-                         select_on, time.perf_counter() - t0, pretrain_history)
+    return FKTRun(variant, seed, method, score(method, data.test, transform), epochs, time.perf_counter() - t0,
+                  best_epoch=best.best_epoch, steps=history.steps, select_on=select_on,
+                  pretrain_history=pretrain_history)
 
 
-def compare(data: Splits, settings: dict, *, variants: Sequence[str] = VARIANTS, **kwargs) -> dict[str, VariantResult]:
+def compare(data: Splits, settings: dict, *, variants: Sequence[str] = VARIANTS, **kwargs) -> dict[str, FKTRun]:
     """:func:`run_variant` for each of ``variants`` with the same data, seed and selection rule."""
     return {v: run_variant(v, data, settings, **kwargs) for v in variants}
 
 
 def fraction_sweep(data: Splits, settings: dict, fractions: Sequence[float] = (0.1, 0.25, 1.0), *,
-                   variants: Sequence[str] = VARIANTS, seed: int = 0, full: dict[str, VariantResult] | None = None,
+                   variants: Sequence[str] = VARIANTS, seed: int = 0, full: dict[str, FKTRun] | None = None,
                    **kwargs) -> pd.DataFrame:
     """Each variant trained on a stratified ``fraction`` of the train split (``labelled_fraction``; the rest is
     dropped, so the SSL terms see the small set too: the paper's small-data premise). Same epochs, batch size
@@ -265,13 +252,13 @@ def fraction_sweep(data: Splits, settings: dict, fractions: Sequence[float] = (0
     return pd.DataFrame(rows)
 
 
-def metrics_frame(results: dict[str, VariantResult], keys: Sequence[str] = ("accuracy", "precision_macro",
+def metrics_frame(results: dict[str, FKTRun], keys: Sequence[str] = ("accuracy", "precision_macro",
                   "recall_macro", "f1_macro", "kappa_quadratic")) -> pd.DataFrame:
     """One row per variant: the test metrics, the selected epoch and the training time."""
     return pd.DataFrame({name: {**{k: r.metrics[k] for k in keys}, "best_epoch": r.best_epoch, "seconds": r.seconds}
                          for name, r in results.items()}).T
 
 
-def loss_terms(result: VariantResult) -> pd.DataFrame:
+def loss_terms(result: FKTRun) -> pd.DataFrame:
     """The per-step ``ce`` and ``ssl`` terms (and ``loss``) of an FKT run, for plotting both."""
     return result.steps[[c for c in ("step", "epoch", "loss", "ce", "ssl") if c in result.steps]]

@@ -4,7 +4,7 @@
 :func:`ssltutor.train.fit` (so the optimizer and the learning-rate schedule restart at every task, as in CaSSLe's
 code, which starts a new Lightning trainer per task). A method with a ``start_task(t)`` hook (:class:`CaSSLe`) is
 told when a task begins. After every task the frozen backbone is evaluated by a linear probe trained on the *whole*
-labelled train set (all classes, papers.md 4.6) and scored on each task's test classes: that fills row ``i`` of the
+labelled train set (all classes, CaSSLe's protocol) and scored on each task's test classes: that fills row ``i`` of the
 accuracy matrix ``R[i, j]`` (accuracy on task ``j`` after training task ``i``). From ``R`` (0-based, ``T`` tasks):
 
 * average accuracy   ``A = mean_j R[T-1, j]``                               (final accuracy, higher is better)
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -35,11 +36,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .data import augment
-from .data.splits import Task, class_incremental_tasks, data_incremental_tasks
-from .evaluate import augmented_features, continual_metrics, extract_features, linear_probe, task_accuracies
-from .methods.base import Method
-from .train import History, _atomic_write, fit, resolve_device
+from ..data import augment
+from ..data.splits import Task, class_incremental_tasks, data_incremental_tasks
+from ..evaluate import AccuracyMatrix, augmented_features, continual_metrics, extract_features, linear_probe, task_accuracies
+from ..methods.base import Method
+from ..train import History, _atomic_write, fit, resolve_device
+from .base import VariantRun, fit_options, seeded_backbone
 
 STATE_NAME = "continual.json"
 
@@ -236,10 +238,10 @@ def fit_continual(method: Method, tasks: Sequence[Task], train, test, epochs_per
         if folder is not None:
             _write_state(folder / STATE_NAME, state)
 
-    R = np.full((T, T), np.nan)
+    matrix = AccuracyMatrix(T)
     for i, row in enumerate(state["rows"]):
-        R[i] = row
-    return ContinualResult(R, list(state["overall"]), state["random_baseline"], list(tasks), histories)
+        matrix.record(i, row)
+    return ContinualResult(matrix.values, list(state["overall"]), state["random_baseline"], list(tasks), histories)
 
 
 def fit_joint(method: Method, train, test, tasks: Sequence[Task], epochs: int, *, seed: int = 0, device=None,
@@ -308,33 +310,21 @@ def plot_cassle_diagram(ax=None):
 VARIANTS = ("fine_tune", "cassle", "supervised", "joint")
 
 
-def _fit_options(settings: dict, method_name: str) -> dict:
-    keys = ("batch_size", "optimizer", "lr", "weight_decay", "warmup_epochs", "min_lr", "precision",
-            "channels_last", "optimizer_options", "exclude_bias_norm")
-    options = {k: settings[k] for k in keys if k in settings}
-    options.update(settings.get("method_overrides", {}).get(method_name, {}))
-    return options
-
-
 def probe_options(settings: dict) -> dict:
     """The linear-probe settings of a preset dict."""
-    return {"epochs": settings["probe_epochs"], "optimizer": settings.get("probe_optimizer", "adam"),
-            "lr": settings.get("probe_lr"), "schedule": settings.get("probe_schedule", "cosine"),
-            "augment_train": settings.get("probe_augment", "none"),
-            "augment_copies": settings.get("probe_augment_copies")}
+    return {"epochs": settings["probe_epochs"], "optimizer": settings["probe_optimizer"], "lr": settings["probe_lr"],
+            "schedule": settings["probe_schedule"], "augment_train": settings["probe_augment"],
+            "augment_copies": settings["probe_augment_copies"]}
 
 
 def initial_backbone(settings: dict, seed: int):
     """The randomly initialised backbone every variant of run ``seed`` starts from (same seed, same weights)."""
-    from .models import create_backbone
-
-    torch.manual_seed(seed)
-    return create_backbone(settings["backbone"], width=settings["width"], stem_padding=settings.get("stem_padding", 1))
+    return seeded_backbone(settings, seed, stem_padding=settings["stem_padding"])
 
 
 def build_variant(variant: str, settings: dict, ssl_method: str, dataset: str, num_classes: int, seed: int) -> Method:
     """``fine_tune``/``joint``: the plain SSL method; ``cassle``: it wrapped by CaSSLe; ``supervised``: cross-entropy."""
-    from . import methods
+    from .. import methods
 
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
@@ -342,13 +332,12 @@ def build_variant(variant: str, settings: dict, ssl_method: str, dataset: str, n
     size = settings["image_size"]
     if variant == "supervised":
         return methods.create("supervised", backbone, dataset=dataset, num_classes=num_classes, image_size=size)
-    ssl_options = {"crop_scale": settings.get("crop_scale", (0.08, 1.0)), **settings.get("ssl_options", {}).get(ssl_method, {})}
+    ssl_options = {"crop_scale": settings["crop_scale"], **settings["ssl_options"].get(ssl_method, {})}
     if variant == "cassle":
         return methods.create("cassle", backbone, dataset=dataset, ssl_method=ssl_method, ssl_options=ssl_options,
                               image_size=size, head_scale=settings["head_scale"], seed=seed,
-                              distill_lambda=settings.get("distill_lambda"), pred_hidden=settings.get("pred_hidden"),
-                              frozen_bn_train=settings.get("frozen_bn_train", False),
-                              reset_predictor=settings.get("reset_predictor", True))
+                              distill_lambda=settings["distill_lambda"], pred_hidden=settings["pred_hidden"],
+                              frozen_bn_train=settings["frozen_bn_train"], reset_predictor=settings["reset_predictor"])
     return methods.create(ssl_method, backbone, dataset=dataset, image_size=size, head_scale=settings["head_scale"],
                           **ssl_options)
 
@@ -361,21 +350,25 @@ def random_init_baseline(train, test, tasks: Sequence[Task], settings: dict, see
 
 def run_variant(variant: str, train, test, tasks: Sequence[Task], settings: dict, *, ssl_method: str = "simclr",
                 seed: int = 0, device=None, random_baseline: Sequence[float] | str | None = "probe",
-                checkpoint_dir: str | Path | None = None, resume: bool = False, progress: bool = False):
+                checkpoint_dir: str | Path | None = None, resume: bool = False, progress: bool = False) -> VariantRun:
     """Train one variant on ``tasks`` with the preset ``settings`` and score it.
 
-    Returns ``(summary, result)``: summary = dict(A, F, BWT, T, final_accuracy) in [0, 1] (the offline ``joint``
-    upper bound has only A and final_accuracy; its training sees all data, for ``epochs_per_task`` epochs, i.e. as
-    many gradient steps as the sequence); result = :class:`ContinualResult` or, for joint, :class:`TaskEvaluation`.
+    Returns a :class:`~ssltutor.studies.base.VariantRun` with metrics A, F, BWT, T and final_accuracy in [0, 1]
+    (the offline ``joint`` upper bound has only A and final_accuracy; its training sees all data, for
+    ``epochs_per_task`` epochs, i.e. as many gradient steps as the sequence) and ``result`` the
+    :class:`ContinualResult` (accuracy matrix ``R``, one History per task) or, for joint, the
+    :class:`TaskEvaluation` (its ``history`` the one training run).
     """
     method = build_variant(variant, settings, ssl_method, train.name, len(train.classes), seed)
     name = "supervised" if variant == "supervised" else ssl_method
     common = dict(seed=seed, device=device, probe_options=probe_options(settings), progress=progress,
-                  **_fit_options(settings, name))
+                  **fit_options(settings, name))
+    start = time.perf_counter()
     if variant == "joint":
-        evaluation, _ = fit_joint(method, train, test, tasks, settings["epochs_per_task"], **common)
+        evaluation, history = fit_joint(method, train, test, tasks, settings["epochs_per_task"], **common)
         A = float(np.mean(evaluation.per_task))
-        return {"A": A, "F": None, "BWT": None, "T": None, "final_accuracy": evaluation.overall}, evaluation
+        metrics = {"A": A, "F": None, "BWT": None, "T": None, "final_accuracy": evaluation.overall}
+        return VariantRun(variant, seed, method, metrics, history.epochs, time.perf_counter() - start, evaluation)
     result = fit_continual(method, tasks, train, test, settings["epochs_per_task"], random_baseline=random_baseline,
                            checkpoint_dir=checkpoint_dir, resume=resume, **common)
-    return result.summary(), result
+    return VariantRun(variant, seed, method, result.summary(), None, time.perf_counter() - start, result)

@@ -22,15 +22,16 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .data import DatasetError, ImageDataset, load
-from .evaluate import extract_features
-from .experiment import cap, load_experiment_data
-from .methods import Method, create
-from .methods.dogo import backbone_from_name
-from .models import Backbone
-from .presets import preset as get_preset
-from .probes import probe_key, probe_suite
-from .train import History, fit
+from ..data import DatasetError, ImageDataset, load
+from ..evaluate import extract_features
+from ..methods import Method, create
+from ..methods.dogo import backbone_from_name
+from ..models import Backbone
+from ..presets import preset as get_preset
+from ..probes import probe_key, probe_suite
+from ..train import History
+from .base import cap, fit_with_preset, load_experiment_data
+from .base import summarize as summarize_runs
 
 __all__ = ["TRAININGS", "VARIANTS", "TRANSFER", "model_names", "build", "train", "variant_backbones",
            "evaluate_backbone", "transfer_data", "run_study", "ssl_curves", "summarize", "class_sorted_batch",
@@ -63,18 +64,18 @@ def build(training: str, settings: dict, dataset: str | None = None, seed: int =
     small, large = model_names(settings, model_small, model_large)
     common = dict(dataset=dataset, image_size=settings["image_size"], head_scale=settings["head_scale"],
                   temperature=settings["temperature"], kd_temperature=settings["kd_temperature"],
-                  crop_scale=settings.get("crop_scale", (0.08, 1.0)))
+                  crop_scale=settings["crop_scale"])
     if training == "pair":
         backbone, peer = _seeded_backbone(small, seed), _seeded_backbone(large, seed + 1)
         torch.manual_seed(seed + 2)  # model 1's head is drawn first: the same weights as "small alone"
         return create("dogo", backbone, peer=peer, objective=settings["objective"],
-                      peer_objective=settings.get("peer_objective"), lambda1=settings["lambda1"],
+                      peer_objective=settings["peer_objective"], lambda1=settings["lambda1"],
                       lambda2=settings["lambda2"], kl_reduction=settings["kl_reduction"], **common)
     name, offset = (small, 0) if training == "small alone" else (large, 1)
     backbone = _seeded_backbone(name, seed + offset)
     torch.manual_seed(seed + 2)
     objective = settings["objective"]
-    if training == "large alone" and settings.get("peer_objective"):
+    if training == "large alone" and settings["peer_objective"]:
         objective = settings["peer_objective"]
     return create("dogo_baseline", backbone, objective=objective, **common)
 
@@ -82,11 +83,8 @@ def build(training: str, settings: dict, dataset: str | None = None, seed: int =
 def train(method: Method, data: ImageDataset, settings: dict, seed: int = 0, device=None,
           progress: bool = False) -> History:
     """``fit`` with the preset's epochs, batch size, optimizer, learning rate, schedule and precision."""
-    return fit(method, data, epochs=settings["epochs"], batch_size=min(settings["batch_size"], len(data)),
-               optimizer=settings["optimizer"], lr=settings["lr"], weight_decay=settings["weight_decay"],
-               warmup_epochs=settings["warmup_epochs"], schedule=settings.get("schedule", "cosine"),
-               precision=settings["precision"], channels_last=settings["channels_last"], device=device, seed=seed,
-               progress=progress)
+    return fit_with_preset(method, data, settings, epochs=settings["epochs"], seed=seed, device=device,
+                           progress=progress)
 
 
 def variant_backbones(training: str, method: Method) -> dict[str, Backbone]:
@@ -139,7 +137,7 @@ def run_study(dataset: str, data_root: str | None = None, preset: str = "cpu", s
     settings = get_preset(preset, paper="dogo")
     rows = []
     for seed in seeds:
-        train_data, test_data = load_experiment_data(dataset, data_root, preset, seed)
+        train_data, test_data = load_experiment_data(dataset, data_root, settings, seed)
         ood = transfer_data(dataset, data_root, settings, seed)[1] if transfer else None
         for training in trainings:
             method = build(training, settings, dataset, seed)
@@ -171,19 +169,16 @@ def ssl_curves(histories: dict[str, History]) -> dict[str, pd.DataFrame]:
 
 def summarize(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """``mean +- std`` (over seeds, in percent for accuracies) per (dataset, variant) and metric."""
-    if metrics is not None:
-        df = df[df.metric.isin(metrics)]
-    stats = df.groupby(["dataset", "variant", "metric"], sort=False).value.agg(["mean", "std", "count"]).reset_index()
+    names = [m for m in dict.fromkeys(df.metric) if metrics is None or m in metrics]
+    wide = df.pivot_table(index=["dataset", "variant", "seed"], columns="metric", values="value").reset_index()
+    stats = summarize_runs(wide, ("dataset", "variant"), names, sort=True).set_index(["dataset", "variant"])
 
-    def cell(row) -> str:
-        scale = 1 if row.metric == "train_s" else 100
-        std = 0.0 if pd.isna(row["std"]) else row["std"]
-        return f"{scale * row['mean']:.1f} +- {scale * std:.1f}"
+    def cells(metric: str) -> pd.Series:
+        scale = 1 if metric == "train_s" else 100
+        mean, std = stats[f"{metric}_mean"], stats[f"{metric}_std"].fillna(0.0)
+        return (scale * mean).map("{:.1f}".format) + " +- " + (scale * std).map("{:.1f}".format)
 
-    stats["value"] = stats.apply(cell, axis=1)
-    table = stats.pivot(index=["dataset", "variant"], columns="metric", values="value")
-    order = [m for m in dict.fromkeys(df.metric) if m in table.columns]
-    return table[order]
+    return pd.DataFrame({m: cells(m) for m in names if f"{m}_mean" in stats}).rename_axis(columns="metric")
 
 
 def class_sorted_batch(data: ImageDataset, per_class: int = 2, seed: int = 0) -> Tensor:

@@ -19,13 +19,16 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from .data import ImageDataset, labelled_fraction
-from .evaluate import KNNMonitor, knn_accuracy, linear_probe
-from .methods import Method, create
-from .methods.rotation import rotation_logits
-from .models import CONVNETS, create_backbone
-from .timing import check_clock, fastest_steps, random_images, training_step
-from .train import FitState, fit, resolve_device
+from ..data import ImageDataset, labelled_fraction
+from ..evaluate import KNNMonitor, knn_accuracy, linear_probe
+from ..methods import Method, create
+from ..methods.rotation import rotation_logits
+from ..models import CONVNETS
+from ..presets import RotationSettings, as_dict
+from ..timing import check_clock, fastest_steps, random_images, training_step
+from ..train import FitState, resolve_device
+from .base import VariantRun, fit_options, fit_with_preset, seeded_backbone  # noqa: F401 (fit_options: API)
+from .base import summarize as summarize_runs
 
 __all__ = ["variant_name", "build_method", "fit_options", "step_time_ratio", "TimedKNNMonitor", "random_init_knn",
            "run_variant", "Study", "run_study", "rotation_accuracy_per_class", "summarize"]
@@ -41,29 +44,16 @@ def build_method(base: str, rotation: bool, settings: dict, dataset: str | None 
     """A fresh method from preset ``settings`` (backbone, width, head_scale, image_size, and the base method's
     ``method_options``, e.g. SwAV's multi-crop); the backbone weights depend only on ``seed``, so a base run and
     its rotation twin start from the same backbone."""
-    torch.manual_seed(seed)
-    backbone = create_backbone(settings["backbone"], **({"width": settings["width"]} if settings.get("width") else {}))
-    extra = {**settings.get("method_options", {}).get(base, {}), **options}
-    if "crop_scale" in settings:
-        extra.setdefault("crop_scale", settings["crop_scale"])
+    backbone = seeded_backbone(settings, seed)
+    extra = {**settings["method_options"].get(base, {}), **options}
+    extra.setdefault("crop_scale", settings["crop_scale"])
     if base == "mocov2plus":  # the paper's 65,536-key queue is larger than our subsets
-        extra.setdefault("queue_size", settings.get("moco_queue_size", 4096))
+        extra.setdefault("queue_size", settings["moco_queue_size"])
     if rotation:
         for key in ("rotation_weight", "rotated_views"):
-            if key in settings:
-                extra.setdefault(key, settings[key])
+            extra.setdefault(key, settings[key])
     return create(variant_name(base, rotation), backbone, dataset=dataset, image_size=settings["image_size"],
                   head_scale=settings["head_scale"], **extra)
-
-
-def fit_options(settings: dict, base: str, epochs: int) -> dict:
-    """``fit`` options of one run: the preset's, then its ``method_overrides[base]`` (e.g. SwAV's own lr and LARS
-    options in the paper preset); warmup never longer than the run."""
-    keys = ("batch_size", "optimizer", "lr", "weight_decay", "warmup_epochs", "precision", "channels_last")
-    options = {k: settings[k] for k in keys}
-    options.update(settings.get("method_overrides", {}).get(base, {}))
-    options["warmup_epochs"] = min(options["warmup_epochs"], epochs - 1)
-    return options
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -87,8 +77,8 @@ def step_time_ratio(base_name: str = "simclr", backbone: str = "small_convnet", 
         raise ValueError(f"repeats and rounds must be >= 1, got {repeats} and {rounds}")
     device = resolve_device(device)
     check_clock(clock, device)
-    settings = dict(backbone=backbone, width=width if backbone in CONVNETS else None, head_scale=head_scale,
-                    image_size=image_size)
+    settings = as_dict(RotationSettings(backbone=backbone, width=width if backbone in CONVNETS else None,
+                                        head_scale=head_scale, image_size=image_size))
     images = random_images(batch_size, image_size, seed, device)
     labels = torch.zeros(batch_size, dtype=torch.long, device=device)
     steps = {}
@@ -133,31 +123,34 @@ def random_init_knn(train: ImageDataset, test: ImageDataset, settings: dict, see
 
 def run_variant(base: str, rotation: bool, train: ImageDataset, test: ImageDataset, epochs: int, settings: dict,
                 seed: int = 0, device=None, labelled: ImageDataset | None = None, probe: bool = True,
-                **options) -> dict:
+                **options) -> VariantRun:
     """Pretrain ``base`` (+ rotation) on ``train`` for ``epochs`` and evaluate.
 
     ``labelled``: the labelled images for kNN and the probe (default ``train``). ``settings``: a preset dict
-    (``ssltutor.presets.preset("cpu", paper="rotation")``). Returns ``{"method", "history"`` (epochs DataFrame:
-    loss, ssl, rot, rot_acc, time_s, knn_acc), ``"knn"`` (last epoch), ``"probe"`` (linear probe accuracy or None),
-    ``"rot_acc"`` (mean over the last epoch, None without rotation), ``"train_s"`` (training wall seconds,
-    evaluation excluded), ``"cpu_s"`` (process CPU seconds of training: the fair cost on a shared machine)}.
+    (``ssltutor.presets.preset("cpu", paper="rotation")``). Returns a :class:`~ssltutor.studies.base.VariantRun`
+    (variant ``"simclr"`` or ``"simclr_rot"``; history: loss, ssl, rot, rot_acc, time_s, knn_acc per epoch) with
+    metrics ``knn`` (last epoch), ``probe`` (linear probe accuracy or None), ``rot_acc`` (mean over the last epoch,
+    None without rotation), ``train_s`` (training wall seconds, evaluation excluded) and ``cpu_s`` (process CPU
+    seconds of training: the fair cost on a shared machine).
     """
     labelled = train if labelled is None else labelled
     method = build_method(base, rotation, settings, dataset=train.name, seed=seed, **options)
-    monitor = TimedKNNMonitor(labelled, test, k=settings["knn_k"], every=settings.get("knn_every", 1))
+    monitor = TimedKNNMonitor(labelled, test, k=settings["knn_k"], every=settings["knn_every"])
     cpu_start = time.process_time()
-    history = fit(method, train, epochs=epochs, device=device, seed=seed, progress=False, callbacks=[monitor],
-                  **fit_options(settings, base, epochs))
+    history = fit_with_preset(method, train, settings, epochs=epochs, name=base, seed=seed, device=device,
+                              callbacks=[monitor])
     cpu_s = time.process_time() - cpu_start - monitor.cpu_s
     epochs_df = history.epochs
-    result = {"method": method, "history": epochs_df, "train_s": float(epochs_df["time_s"].sum()), "cpu_s": cpu_s,
-              "knn": float(epochs_df["knn_acc"].dropna().iloc[-1]),
-              "rot_acc": float(epochs_df["rot_acc"].iloc[-1]) if "rot_acc" in epochs_df else None, "probe": None}
+    accuracy = None
     if probe:
         f_train, f_test = method.features(labelled.images), method.features(test.images)
-        result["probe"] = linear_probe(f_train, labelled.labels, f_test, test.labels, epochs=settings["probe_epochs"],
-                                       seed=seed).accuracy
-    return result
+        accuracy = linear_probe(f_train, labelled.labels, f_test, test.labels, epochs=settings["probe_epochs"],
+                                seed=seed).accuracy
+    train_s = float(epochs_df["time_s"].sum())
+    metrics = {"knn": float(epochs_df["knn_acc"].dropna().iloc[-1]), "probe": accuracy,
+               "rot_acc": float(epochs_df["rot_acc"].iloc[-1]) if "rot_acc" in epochs_df else None,
+               "train_s": train_s, "cpu_s": cpu_s}
+    return VariantRun(variant_name(base, rotation), seed, method, metrics, epochs_df, train_s)
 
 
 @dataclass
@@ -209,11 +202,10 @@ def run_study(train: ImageDataset, test: ImageDataset, settings: dict, base_meth
                 for rotation in (False, True):
                     out = run_variant(base, rotation, train, test, epochs, settings, seed, device, labelled, probe)
                     row = {"dataset": train.name, "base": base, "rotation": rotation, "budget": epochs, "seed": seed,
-                           "knn": out["knn"], "probe": out["probe"], "rot_acc": out["rot_acc"],
-                           "train_s": out["train_s"], "cpu_s": out["cpu_s"]}
+                           **out.metrics}
                     rows.append(row)
-                    study.methods[(base, rotation, epochs, seed)] = out["method"]
-                    history = out["history"]
+                    study.methods[(base, rotation, epochs, seed)] = out.method
+                    history = out.history
                     curves.append(history.assign(train_time_s=history["time_s"].cumsum(),
                                                  **{k: row[k] for k in ("dataset", "base", "rotation", "budget",
                                                                         "seed")}))
@@ -251,9 +243,6 @@ def rotation_accuracy_per_class(method: Method, data: ImageDataset, batch_size: 
 
 def summarize(runs: pd.DataFrame,
               metrics: Sequence[str] = ("knn", "probe", "rot_acc", "train_s", "cpu_s")) -> pd.DataFrame:
-    """Mean and std over seeds per (dataset, base, rotation, budget), plus the gain of rotation in kNN points."""
-    keys = [k for k in ("dataset", "base", "budget", "rotation") if k in runs]
-    present = [m for m in metrics if m in runs and runs[m].notna().any()]
-    table = runs.groupby(keys)[present].agg(["mean", "std"])
-    table.columns = [f"{m}_{s}" for m, s in table.columns]
-    return table.reset_index()
+    """Mean and std over seeds per (dataset, base, budget, rotation), sorted by them
+    (:func:`ssltutor.studies.base.summarize`)."""
+    return summarize_runs(runs, ("dataset", "base", "budget", "rotation"), metrics, sort=True)

@@ -22,16 +22,19 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from .data import ImageDataset, labelled_fraction
-from .evaluate import predict_labels
-from .methods import Method, create
-from .methods.internal import INFERENCE_MODES, InternalPretext, decode, joint_labels
-from .methods.supervised import Supervised
-from .models import CONVNETS, Backbone, create_backbone
-from .timing import fastest_steps, random_images, training_step
-from .train import fit, resolve_device
+from ..data import ImageDataset, labelled_fraction
+from ..evaluate import predict_labels
+from ..methods import Method, create
+from ..methods.internal import INFERENCE_MODES, InternalPretext, decode, joint_labels
+from ..methods.supervised import Supervised
+from ..models import CONVNETS, Backbone, create_backbone
+from ..timing import fastest_steps, random_images, training_step
+from ..train import resolve_device
+from .base import VariantRun, fit_with_preset, run_grid, seeded_backbone
+from .base import summarize as summarize_runs
 
-__all__ = ["VARIANTS", "METHOD_KEYS", "build_method", "labelled_train", "run_variant", "run_study", "summarize",
+__all__ = ["VARIANTS", "METHOD_KEYS", "build_method", "labelled_train", "run_variant", "accuracy_by_inference",
+           "run_study", "summarize",
            "step_times", "step_time_ratio", "ablation_step_ratio", "run_ablation", "joint_label_table", "plot_discard_masks", "plot_discarded_features", "plot_ablation"]
 
 # variant -> (registered method, options on top of the preset's internal options)
@@ -53,8 +56,7 @@ def build_method(variant: str, settings: dict, num_classes: int, dataset: str | 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}")
     name, extra = VARIANTS[variant]
-    torch.manual_seed(seed)
-    backbone = create_backbone(settings["backbone"], **({"width": settings["width"]} if settings.get("width") else {}))
+    backbone = seeded_backbone(settings, seed)
     kw = dict(extra)
     if name == "internal":
         kw.update({k: settings[k] for k in METHOD_KEYS if k in settings})
@@ -67,7 +69,7 @@ def build_method(variant: str, settings: dict, num_classes: int, dataset: str | 
 def labelled_train(train: ImageDataset, settings: dict, seed: int = 0) -> ImageDataset:
     """The labelled part of ``train``: ``settings["labelled_fraction"][train.name]`` of it, class-balanced and drawn
     from ``seed`` (all of it when the dataset is not listed)."""
-    fraction = settings.get("labelled_fraction", {}).get(train.name, 1.0)
+    fraction = settings["labelled_fraction"].get(train.name, 1.0)
     return train if fraction >= 1 else train.subset(labelled_fraction(train.labels, fraction, seed))
 
 
@@ -78,22 +80,26 @@ def _median_step_s(history, batch_size: int) -> float:
 
 
 def run_variant(variant: str, train: ImageDataset, test: ImageDataset, settings: dict, seed: int = 0, device=None,
-                **options) -> dict:
+                **options) -> VariantRun:
     """Train ``variant`` on ``train`` (already the labelled part) with the preset's optimisation settings and
-    evaluate on ``test``. Returns {"method", "history" (per-epoch DataFrame), "accuracy" ({"plain": a} for the
-    supervised baseline, {"single": a, "aggregated": b} for joint-label methods), "train_s", "step_s"}."""
+    evaluate on ``test``. Returns a :class:`~ssltutor.studies.base.VariantRun` with metrics ``accuracy`` (the
+    supervised baseline) or ``accuracy_single`` and ``accuracy_aggregated`` (joint-label methods; see
+    :func:`accuracy_by_inference`), ``train_s`` and ``step_s`` (median seconds per training step)."""
     method = build_method(variant, settings, len(train.classes), train.name, seed, **options)
-    history = fit(method, train, epochs=settings["epochs"], batch_size=min(settings["batch_size"], len(train)),
-                  optimizer=settings["optimizer"], lr=settings["lr"], weight_decay=settings["weight_decay"],
-                  warmup_epochs=min(settings["warmup_epochs"], settings["epochs"] - 1),
-                  precision=settings["precision"], channels_last=settings["channels_last"], device=device, seed=seed,
-                  progress=False)
+    history = fit_with_preset(method, train, settings, epochs=settings["epochs"], seed=seed, device=device)
     modes = INFERENCE_MODES if hasattr(method, "num_transforms") else (None,)
-    accuracy = {mode or "plain": float((predict_labels(method, test.images, mode) == test.labels.cpu()).float().mean())
-                for mode in modes}
-    return {"method": method, "history": history.epochs, "accuracy": accuracy,
-            "train_s": float(history.epochs["time_s"].sum()),
-            "step_s": _median_step_s(history, min(settings["batch_size"], len(train)))}
+    metrics = {"accuracy" + (f"_{mode}" if mode else ""):
+               float((predict_labels(method, test.images, mode) == test.labels.cpu()).float().mean())
+               for mode in modes}
+    train_s = float(history.epochs["time_s"].sum())
+    metrics.update(train_s=train_s, step_s=_median_step_s(history, min(settings["batch_size"], len(train))))
+    return VariantRun(variant, seed, method, metrics, history.epochs, train_s)
+
+
+def accuracy_by_inference(run: VariantRun) -> dict[str, float]:
+    """{"plain": a} for the supervised baseline, {"single": a, "aggregated": b} for a joint-label method."""
+    return {key.partition("_")[2] or "plain": value for key, value in run.metrics.items()
+            if key.startswith("accuracy")}
 
 
 def run_study(train: ImageDataset, test: ImageDataset, settings: dict,
@@ -102,18 +108,14 @@ def run_study(train: ImageDataset, test: ImageDataset, settings: dict,
     """Every variant for every seed on the labelled part of ``train`` (:func:`labelled_train`, per seed). Returns
     one row per run and inference mode: dataset, variant, inference, seed, accuracy, train_s, step_s, labelled
     (images trained on). ``on_result`` gets each run's rows as they finish (to log or save partial results)."""
-    rows = []
-    for seed in seeds:
+    def run(variant: str, seed: int) -> list[dict]:
         labelled = labelled_train(train, settings, seed)
-        for variant in variants:
-            out = run_variant(variant, labelled, test, settings, seed, device)
-            new = [{"dataset": train.name, "variant": variant, "inference": mode, "seed": seed, "accuracy": acc,
-                    "train_s": out["train_s"], "step_s": out["step_s"], "labelled": len(labelled)}
-                   for mode, acc in out["accuracy"].items()]
-            rows.extend(new)
-            if on_result is not None:
-                on_result(new)
-    return pd.DataFrame(rows)
+        out = run_variant(variant, labelled, test, settings, seed, device)
+        return [{"dataset": train.name, "variant": variant, "inference": mode, "seed": seed, "accuracy": acc,
+                 "train_s": out.metrics["train_s"], "step_s": out.metrics["step_s"], "labelled": len(labelled)}
+                for mode, acc in accuracy_by_inference(out).items()]
+
+    return run_grid(run, variants, seeds, on_result)
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
@@ -122,11 +124,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     supervised = runs[runs.variant == "supervised"].groupby(["dataset", "seed"])["step_s"].first()
     runs = runs.assign(overhead=runs["step_s"].to_numpy()
                        / supervised.reindex(pd.MultiIndex.from_frame(runs[["dataset", "seed"]])).to_numpy())
-    table = runs.groupby(["dataset", "variant", "inference"], sort=False)[["accuracy", "overhead"]].agg(
-        ["mean", "std", "count"])
-    table.columns = [f"{m}_{s}" for m, s in table.columns]
-    table = table.drop(columns="overhead_count").rename(columns={"accuracy_count": "seeds"})
-    return table.reset_index()
+    return summarize_runs(runs, ("dataset", "variant", "inference"), ("accuracy", "overhead"))
 
 
 def step_times(stage: int | None = None, num_groups: int = 4, backbone: str | Backbone = "small_convnet",
@@ -181,30 +179,29 @@ def ablation_step_ratio(settings: dict, stage: int, num_groups: int, num_classes
     """Step time over the supervised step for the preset's backbone, batch size, image size and precision
     (:func:`step_times` on one fixed batch, timed alternately: cleaner than the
     per-step times of a training run on a shared machine). ``repeats``: default ``settings["timing_repeats"]``
-    or 5."""
-    repeats = settings.get("timing_repeats", 5) if repeats is None else repeats
+    (the preset's ``timing_repeats``)."""
+    repeats = settings["timing_repeats"] if repeats is None else repeats
     return step_times(stage, num_groups, settings["backbone"], settings["batch_size"], settings["image_size"],
-                      settings["precision"], repeats, width=settings.get("width") or 32,
+                      settings["precision"], repeats, width=settings["width"] or 32,
                       channels_last=settings["channels_last"], device=device, num_classes=num_classes)["ratio"]
 
 
 def run_ablation(train: ImageDataset, test: ImageDataset, settings: dict, stages: Sequence[int] | None = None,
                  groups: Sequence[int] | None = None, seed: int = 0, device=None,
-                 known: Sequence[dict] = ()) -> pd.DataFrame:
+                 known: Sequence[VariantRun] = ()) -> pd.DataFrame:
     """The internal variant at each discard position (``stages``, default ``settings["ablation_stages"]`` or every
     stage; M = the preset's ``num_groups``) and each M (``groups``, default ``settings["ablation_groups"]``; at the
     preset's stage). ``known``: :func:`run_variant` outputs of internal runs already trained with the same
     settings and seed (the main internal run), reused for their (stage, M) instead of trained again.
     Returns one row per run and inference mode: ablation ("stage" or "M"), stage, M, inference, accuracy,
     train_step_s (median step of the training run) and overhead (:func:`ablation_step_ratio`)."""
-    n_stages = len(create_backbone(settings["backbone"], **({"width": settings["width"]} if settings.get("width")
-                                                            else {})).stages)
-    default_stage = n_stages - 1 if settings.get("stage") is None else settings["stage"]
-    stages = settings.get("ablation_stages") if stages is None else stages
+    n_stages = len(create_backbone(settings["backbone"], width=settings["width"] or 32).stages)
+    default_stage = n_stages - 1 if settings["stage"] is None else settings["stage"]
+    stages = settings["ablation_stages"] if stages is None else stages
     stages = range(n_stages) if stages is None else stages
-    groups = settings.get("ablation_groups", (2, 4, 8)) if groups is None else groups
+    groups = settings["ablation_groups"] if groups is None else groups
     configs = [("stage", s, settings["num_groups"]) for s in stages] + [("M", default_stage, m) for m in groups]
-    runs = {(out["method"].stage, out["method"].num_groups): out for out in known}
+    runs = {(out.method.stage, out.method.num_groups): out for out in known}
     ratios: dict[tuple[int, int], float] = {}
     rows = []
     for ablation, stage, m in configs:
@@ -213,9 +210,9 @@ def run_ablation(train: ImageDataset, test: ImageDataset, settings: dict, stages
         if (stage, m) not in ratios:
             ratios[(stage, m)] = ablation_step_ratio(settings, stage, m, len(train.classes), device)
         out = runs[(stage, m)]
-        for mode, acc in out["accuracy"].items():
+        for mode, acc in accuracy_by_inference(out).items():
             rows.append({"ablation": ablation, "stage": stage, "M": m, "inference": mode, "accuracy": acc,
-                         "train_step_s": out["step_s"], "overhead": ratios[(stage, m)]})
+                         "train_step_s": out.metrics["step_s"], "overhead": ratios[(stage, m)]})
     return pd.DataFrame(rows)
 
 

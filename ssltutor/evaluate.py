@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .models import extract_features
+from .train import lr_at
 
 __all__ = [
     "extract_features",
@@ -298,13 +299,10 @@ def linear_probe(
     steps_per_epoch = math.ceil(n / batch_size)
     total_steps = epochs * steps_per_epoch
 
-    def lr_at(step: int) -> float:
-        if schedule == "cosine":
-            return lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
-        if schedule == "step":
-            epoch = step // steps_per_epoch
-            return lr * 0.1 ** ((epoch >= round(0.6 * epochs)) + (epoch >= round(0.8 * epochs)))
-        return lr
+    milestones = [round(0.6 * epochs) * steps_per_epoch, round(0.8 * epochs) * steps_per_epoch]
+
+    def lr_now(step: int) -> float:  # the fit loop's schedule, without warmup
+        return lr_at(step, total_steps, 0, lr, 0.0, schedule, milestones)
 
     history: list[dict] = []
     best_state, best_epoch, best_val = None, epochs, None
@@ -313,7 +311,7 @@ def linear_probe(
         order = torch.randperm(n, generator=generator, device=device) if batch_size < n else None
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
-        epoch_lr = lr_at(step)
+        epoch_lr = lr_now(step)
         x_epoch = x if epoch_features is None else _epoch_rows(epoch_features(epoch), train_features, train_idx,
                                                                 mean, std)
         for start in range(0, n, batch_size):
@@ -321,7 +319,7 @@ def linear_probe(
             logits = linear(x_epoch[index])
             loss = F.cross_entropy(logits, y[index])
             for group in opt.param_groups:
-                group["lr"] = lr_at(step)
+                group["lr"] = lr_now(step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

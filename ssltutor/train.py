@@ -114,13 +114,26 @@ def make_optimizer(groups: list[dict], name: str, lr: float, momentum: float = 0
     return (torch.optim.Adam if name == "adam" else torch.optim.AdamW)(clean, lr=lr)
 
 
+SCHEDULES = ("cosine", "constant", "step")
+
+
 def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float, min_lr: float = 0.0,
-          schedule: str = "cosine") -> float:
-    """Linear warmup from 0 over ``warmup_steps``, then cosine decay to ``min_lr`` (or constant)."""
+          schedule: str = "cosine", milestones: Iterable[int] = ()) -> float:
+    """The learning rate at optimizer step ``step`` (0-based) of ``total_steps``: linear warmup from 0 over
+    ``warmup_steps``, then ``"cosine"`` decay to ``min_lr`` at the last step, ``"constant"``, or ``"step"``:
+    ``base_lr * 0.1 ** (number of milestones <= step)`` (``milestones`` in steps, CaSSLe's probe). The one schedule
+    of the package: ``fit`` and ``evaluate.linear_probe`` both call it."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
     if schedule == "constant":
         return base_lr
+    if schedule == "step":
+        milestones = tuple(milestones)
+        if not milestones:
+            raise ValueError("schedule='step' needs milestones (the steps at which the lr drops x0.1)")
+        return base_lr * 0.1 ** sum(step >= m for m in milestones)
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
@@ -182,7 +195,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
-def _check_args(epochs, batch_size, n, optimizer, precision, device, lr, drop_last):
+def _check_args(epochs, batch_size, n, optimizer, precision, device, lr, drop_last, schedule):
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if batch_size < 2:
@@ -193,6 +206,8 @@ def _check_args(epochs, batch_size, n, optimizer, precision, device, lr, drop_la
         raise ValueError(f"unknown optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"fit's schedule must be 'cosine' or 'constant', got {schedule!r}")
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("precision='fp16' needs CUDA (it uses a grad scaler); use 'bf16' on CPU")
     if lr is not None and lr <= 0:
@@ -224,7 +239,7 @@ def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: 
     """
     images, labels = (data.images, data.labels) if hasattr(data, "images") else data
     device = resolve_device(device)
-    _check_args(epochs, batch_size, len(images), optimizer, precision, device, lr, drop_last)
+    _check_args(epochs, batch_size, len(images), optimizer, precision, device, lr, drop_last, schedule)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir (the folder holding checkpoint.pt)")
     ctx = launch_context(distributed, device, batch_size, drop_last)  # None: a single process, as before

@@ -8,6 +8,7 @@ import torch
 from sklearn import metrics as skm
 from torch import nn
 
+from ssltutor.train import lr_at
 from ssltutor import evaluate
 from ssltutor.evaluate import (
     AccuracyMatrix,
@@ -144,6 +145,14 @@ def test_linear_probe_other_settings(options):
     x, y = _separable(seed=1, offset=0.0)
     result = linear_probe(x, y, x, y, epochs=40, **options)
     assert result.accuracy >= 0.99
+
+
+def test_linear_probe_schedules_are_the_fit_loops():
+    x, y = _separable(seed=1, offset=0.0)
+    step = linear_probe(x, y, x, y, epochs=10, optimizer="sgd", lr=1.0, schedule="step", batch_size=None)
+    assert [h["lr"] for h in step.history] == pytest.approx([1.0] * 6 + [0.1] * 2 + [0.01] * 2)
+    cosine = linear_probe(x, y, x, y, epochs=4, lr=0.2, batch_size=None)
+    assert [h["lr"] for h in cosine.history] == [lr_at(s, 4, 0, 0.2) for s in range(4)]
 
 
 def test_linear_probe_selects_by_validation_never_by_test():

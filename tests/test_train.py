@@ -31,6 +31,20 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_at(50, 100, 0, 0.5, schedule="constant") == 0.5
 
 
+def test_lr_step_schedule_drops_tenfold_at_each_milestone():
+    lrs = [lr_at(s, 10, 0, 1.0, schedule="step", milestones=(6, 8)) for s in range(10)]
+    assert lrs[:6] == [1.0] * 6 and lrs[6:8] == [pytest.approx(0.1)] * 2 and lrs[8:] == [pytest.approx(0.01)] * 2
+    with pytest.raises(ValueError, match="milestones"):
+        lr_at(0, 10, 0, 1.0, schedule="step")
+    with pytest.raises(ValueError, match="unknown schedule 'cosin'"):
+        lr_at(0, 10, 0, 1.0, schedule="cosin")
+
+
+def test_fit_rejects_a_schedule_it_cannot_run(tiny):
+    with pytest.raises(ValueError, match="fit's schedule must be 'cosine' or 'constant'"):
+        fit(_method(), tiny, epochs=1, batch_size=64, schedule="step", progress=False)
+
+
 def test_history_has_steps_and_epochs(tiny, tmp_path):
     seen = []
     h = fit(_method(), tiny, epochs=2, batch_size=64, seed=0, progress=False, checkpoint_dir=tmp_path,

@@ -30,7 +30,7 @@ from ..models import Backbone
 from ..presets import preset as get_preset
 from ..probes import probe_key, probe_suite
 from ..train import History
-from .base import cap, fit_with_preset, load_experiment_data
+from .base import cap, fit_with_preset
 from .base import summarize as summarize_runs
 
 __all__ = ["TRAININGS", "VARIANTS", "TRANSFER", "model_names", "build", "train", "variant_backbones",
@@ -134,10 +134,13 @@ def run_study(dataset: str, data_root: str | None = None, preset: str = "cpu", s
               log=print) -> pd.DataFrame:
     """Every training x seed on ``dataset``; one row per (seed, variant, metric) with its value, plus the wall
     time of each training as metric ``train_s``."""
-    settings = get_preset(preset, paper="dogo")
+    settings = get_preset(preset, paper="dogo", dataset=dataset)
+    size = settings["image_size"]
+    full_train, full_test = (load(dataset, root=data_root, split=split, size=size) for split in ("train", "test"))
     rows = []
-    for seed in seeds:
-        train_data, test_data = load_experiment_data(dataset, data_root, settings, seed)
+    for seed in seeds:  # read once; each seed draws its own capped subset (max_train / max_test)
+        train_data = cap(full_train, settings["max_train"], seed)
+        test_data = cap(full_test, settings["max_test"], seed)
         ood = transfer_data(dataset, data_root, settings, seed)[1] if transfer else None
         for training in trainings:
             method = build(training, settings, dataset, seed)

@@ -243,12 +243,78 @@ def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: 
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir (the folder holding checkpoint.pt)")
     ctx = launch_context(distributed, device, batch_size, drop_last)  # None: a single process, as before
-    device = ctx.device if ctx is not None else device
-    main = ctx is None or ctx.is_main  # the process that writes files and shows progress
-    show = progress and main
     if lr is None:
         lr = 1e-3 if optimizer in ("adam", "adamw") else 0.05 * batch_size / 256
+    run = _prepare(method, images, labels, ctx=ctx, device=ctx.device if ctx is not None else device,
+                   epochs=epochs, batch_size=batch_size, drop_last=drop_last, seed=seed, optimizer=optimizer, lr=lr,
+                   weight_decay=weight_decay, momentum=momentum, optimizer_options=optimizer_options,
+                   exclude_bias_norm=exclude_bias_norm, precision=precision, channels_last=channels_last,
+                   compile=compile, sync_batchnorm=sync_batchnorm, progress=progress)
+    run.schedule = dict(warmup_steps=int(warmup_epochs * run.steps_per_epoch), base_lr=lr, min_lr=min_lr,
+                        schedule=schedule)
+    run.ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if resume and run.ckpt_path.exists():
+        _load_checkpoint(run)
+    if ctx is not None:
+        ctx.check_same_on_all_ranks(run.start_epoch,
+                                    "resumed epoch (checkpoint_dir must be on storage every node sees)")
 
+    method.train()
+    for epoch in range(run.start_epoch, epochs):
+        t_epoch = time.perf_counter()
+        _train_epoch(run, epoch, grad_clip, log_every)
+        _end_of_epoch(run, epoch, time.perf_counter() - t_epoch, callbacks)
+        if run.ckpt_path is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs) and run.main:
+            _save_checkpoint(run, epoch)
+        if ctx is not None and run.ckpt_path is not None:
+            ctx.barrier()  # no rank runs ahead of (or resumes from) a checkpoint rank 0 is still writing
+    run.history.steps, run.history.epochs = pd.DataFrame(run.step_rows), pd.DataFrame(run.epoch_rows)
+    method.eval()
+    return run.history
+
+
+@dataclass
+class _Run:
+    """What one ``fit`` call carries between its parts (:func:`_prepare`, :func:`_train_epoch`,
+    :func:`_end_of_epoch`, :func:`_save_checkpoint` / :func:`_load_checkpoint`)."""
+
+    method: Method
+    ctx: object  # ``ssltutor.distributed`` launch context, None in a single process
+    device: torch.device
+    epochs: int
+    seed: int
+    generator: torch.Generator
+    loader: DeviceLoader
+    opt: torch.optim.Optimizer
+    lr_scales: list[float]
+    scaler: object
+    autocast_dtype: torch.dtype | None
+    train_step: Callable
+    main: bool  # the process that writes files and shows progress
+    show: bool
+    sync_batchnorm: bool
+    schedule: dict = field(default_factory=dict)  # lr_at's keyword arguments but step and total_steps
+    ckpt_path: Path | None = None
+    start_epoch: int = 0
+    global_step: int = 0
+    step_rows: list[dict] = field(default_factory=list)
+    epoch_rows: list[dict] = field(default_factory=list)
+    history: History = field(default_factory=History)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loader)
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def _prepare(method: Method, images, labels, *, ctx, device, epochs, batch_size, drop_last, seed, optimizer, lr,
+             weight_decay, momentum, optimizer_options, exclude_bias_norm, precision, channels_last, compile,
+             sync_batchnorm, progress) -> _Run:
+    """The method on the device (channels_last, compiled, sync BN as asked), the seeded generator and loader, the
+    optimizer over the method's parameter groups and the mixed-precision pieces."""
     method.to(device)
     if channels_last:
         method.use_channels_last()
@@ -256,111 +322,120 @@ def fit(method: Method, data, *, epochs: int, batch_size: int = 256, optimizer: 
         method.backbone.compile()
     if ctx is not None and sync_batchnorm:
         convert_sync_batchnorm(method, device)
-
     generator = torch.Generator(device=device).manual_seed(seed)
-    loader = DeviceLoader(images, labels, batch_size, shuffle=True, drop_last=drop_last, generator=generator, device=device)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise ValueError(f"no full batch of {batch_size} in {len(images)} images: lower batch_size or set drop_last=False")
-    total_steps = epochs * steps_per_epoch
+    loader = DeviceLoader(images, labels, batch_size, shuffle=True, drop_last=drop_last, generator=generator,
+                          device=device)
+    if len(loader) == 0:
+        raise ValueError(f"no full batch of {batch_size} in {len(images)} images: lower batch_size or set "
+                         "drop_last=False")
     opt = make_optimizer(method.parameter_groups(weight_decay, exclude_bias_norm), optimizer, lr, momentum,
                          optimizer_options)
-    base_lrs = [g.get("lr_scale", 1.0) for g in opt.param_groups]
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-
-    history = History()
-    step_rows: list[dict] = []
-    epoch_rows: list[dict] = []
-    start_epoch, global_step = 0, 0
-    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        method.load_state_dict(state["method"])
-        opt.load_state_dict(state["optimizer"])
-        if scaler is not None and "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        generator.set_state(state["generator"].cpu())
-        start_epoch, global_step = state["epoch"], state["step"]
-        step_rows, epoch_rows = list(state["step_rows"]), list(state["epoch_rows"])
-
-    if ctx is not None:
-        ctx.check_same_on_all_ranks(start_epoch, "resumed epoch (checkpoint_dir must be on storage every node sees)")
+    main = ctx is None or ctx.is_main
     # Distributed: DDP sees Method.forward (= step); each rank takes its shard of the global batch and augments it
     # with its own generator (the shared one only draws the permutation, identically on every rank).
-    train_step = method.step if ctx is None else ctx.wrap(method)
-    method.train()
-    for epoch in range(start_epoch, epochs):
-        method.on_epoch_start(epoch)
-        augment_generator = generator if ctx is None else ctx.augmentation_generator(seed, epoch)
-        t_epoch = time.perf_counter()
-        pending: list[tuple[int, dict[str, torch.Tensor], float]] = []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not show)
-        t_last = time.perf_counter()
-        for x, y in bar:
-            lr_now = lr_at(global_step, total_steps, int(warmup_epochs * steps_per_epoch), lr, min_lr, schedule)
-            for group, scale in zip(opt.param_groups, base_lrs):
-                group["lr"] = lr_now * scale
-            batch = Batch(x, y, generator) if ctx is None else Batch(ctx.shard(x), ctx.shard(y), augment_generator)
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                out = train_step(batch)
-            loss = out["loss"]
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-            else:
-                loss.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            global_step += 1
-            method.on_step_end(global_step / total_steps)
-            metrics = {k: v.detach() for k, v in out.items() if torch.is_tensor(v)}  # not views / z
-            pending.append((global_step, metrics if ctx is None else ctx.average(metrics), lr_now))
-            if len(pending) >= log_every or global_step % steps_per_epoch == 0:
-                rows = _flush(pending, epoch, x.shape[0], time.perf_counter() - t_last, ckpt_path)
-                step_rows.extend(rows)
-                t_last = time.perf_counter()
-                pending = []
-                if show:
-                    bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", lr=f"{lr_now:.3g}",
-                                    img_s=f"{rows[-1]['images_per_s']:.0f}")
-        epoch_time = time.perf_counter() - t_epoch
-        if ctx is not None and not sync_batchnorm:
-            ctx.average_batchnorm_statistics(method)
-        df = pd.DataFrame(step_rows)
-        row = {"epoch": epoch + 1, "step": global_step, "time_s": epoch_time,
-               **df[df.epoch == epoch + 1].drop(columns=["epoch", "step"]).mean(numeric_only=True).to_dict()}
-        history.steps = df
-        state_for_cb = FitState(method, epoch + 1, global_step, device, history)
-        for cb in callbacks:
-            extra = cb(state_for_cb)
-            if extra:
-                row.update(extra)
-        method.train()
-        epoch_rows.append(row)
-        history.epochs = pd.DataFrame(epoch_rows)
-        if show:
-            tqdm.write(f"epoch {epoch + 1}/{epochs}: " + ", ".join(
-                f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step") and isinstance(v, float)))
-        if ckpt_path is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs) and main:
-            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-            state = {"method": method.state_dict(), "optimizer": opt.state_dict(), "generator": generator.get_state(),
-                     "epoch": epoch + 1, "step": global_step, "step_rows": step_rows, "epoch_rows": epoch_rows}
-            if scaler is not None:
-                state["scaler"] = scaler.state_dict()
-            _atomic_write(lambda f: torch.save(state, f), ckpt_path)
-            history.save(ckpt_path.parent)
-        if ctx is not None and ckpt_path is not None:
-            ctx.barrier()  # no rank runs ahead of (or resumes from) a checkpoint rank 0 is still writing
-    history.steps, history.epochs = pd.DataFrame(step_rows), pd.DataFrame(epoch_rows)
-    method.eval()
-    return history
+    return _Run(method=method, ctx=ctx, device=device, epochs=epochs, seed=seed, generator=generator, loader=loader,
+                opt=opt, lr_scales=[g.get("lr_scale", 1.0) for g in opt.param_groups],
+                scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None,
+                autocast_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision),
+                train_step=method.step if ctx is None else ctx.wrap(method), main=main, show=progress and main,
+                sync_batchnorm=sync_batchnorm)
+
+
+def _load_checkpoint(run: _Run) -> None:
+    """Continue from ``run.ckpt_path``: weights, optimizer, grad scaler, generator state, position and history."""
+    state = torch.load(run.ckpt_path, map_location=run.device, weights_only=True)
+    run.method.load_state_dict(state["method"])
+    run.opt.load_state_dict(state["optimizer"])
+    if run.scaler is not None and "scaler" in state:
+        run.scaler.load_state_dict(state["scaler"])
+    run.generator.set_state(state["generator"].cpu())
+    run.start_epoch, run.global_step = state["epoch"], state["step"]
+    run.step_rows, run.epoch_rows = list(state["step_rows"]), list(state["epoch_rows"])
+
+
+def _optimizer_step(run: _Run, batch: Batch, grad_clip: float | None) -> dict[str, torch.Tensor]:
+    """One step: the method's loss under autocast, backward (scaled for fp16), optional clipping, the update."""
+    with torch.autocast(run.device.type, dtype=run.autocast_dtype, enabled=run.autocast_dtype is not None):
+        out = run.train_step(batch)
+    loss = out["loss"]
+    run.opt.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.opt)
+    else:
+        loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(run.method.parameters(), grad_clip)
+    if run.scaler is not None:
+        run.scaler.step(run.opt)
+        run.scaler.update()
+    else:
+        run.opt.step()
+    return out
+
+
+def _train_epoch(run: _Run, epoch: int, grad_clip: float | None, log_every: int) -> None:
+    """Every batch of one epoch: the scheduled lr, :func:`_optimizer_step`, the method's end-of-step hook and the
+    per-step rows (flushed to host every ``log_every`` steps and at the epoch's end)."""
+    ctx, method = run.ctx, run.method
+    method.on_epoch_start(epoch)
+    augment_generator = run.generator if ctx is None else ctx.augmentation_generator(run.seed, epoch)
+    pending: list[tuple[int, dict[str, torch.Tensor], float]] = []
+    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{run.epochs}", leave=False, disable=not run.show)
+    t_last = time.perf_counter()
+    for x, y in bar:
+        lr_now = lr_at(run.global_step, run.total_steps, **run.schedule)
+        for group, scale in zip(run.opt.param_groups, run.lr_scales):
+            group["lr"] = lr_now * scale
+        batch = Batch(x, y, run.generator) if ctx is None else Batch(ctx.shard(x), ctx.shard(y), augment_generator)
+        out = _optimizer_step(run, batch, grad_clip)
+        run.global_step += 1
+        method.on_step_end(run.global_step / run.total_steps)
+        metrics = {k: v.detach() for k, v in out.items() if torch.is_tensor(v)}  # not views / z
+        pending.append((run.global_step, metrics if ctx is None else ctx.average(metrics), lr_now))
+        if len(pending) >= log_every or run.global_step % run.steps_per_epoch == 0:
+            rows = _flush(pending, epoch, x.shape[0], time.perf_counter() - t_last, run.ckpt_path)
+            run.step_rows.extend(rows)
+            t_last = time.perf_counter()
+            pending = []
+            if run.show:
+                bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", lr=f"{lr_now:.3g}",
+                                img_s=f"{rows[-1]['images_per_s']:.0f}")
+
+
+def _end_of_epoch(run: _Run, epoch: int, epoch_time: float, callbacks) -> dict:
+    """The epoch's history row: means of its steps, its wall time, then what each callback returns."""
+    if run.ctx is not None and not run.sync_batchnorm:
+        run.ctx.average_batchnorm_statistics(run.method)
+    df = pd.DataFrame(run.step_rows)
+    row = {"epoch": epoch + 1, "step": run.global_step, "time_s": epoch_time,
+           **df[df.epoch == epoch + 1].drop(columns=["epoch", "step"]).mean(numeric_only=True).to_dict()}
+    run.history.steps = df
+    state = FitState(run.method, epoch + 1, run.global_step, run.device, run.history)
+    for cb in callbacks:
+        extra = cb(state)
+        if extra:
+            row.update(extra)
+    run.method.train()
+    run.epoch_rows.append(row)
+    run.history.epochs = pd.DataFrame(run.epoch_rows)
+    if run.show:
+        tqdm.write(f"epoch {epoch + 1}/{run.epochs}: " + ", ".join(
+            f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step") and isinstance(v, float)))
+    return row
+
+
+def _save_checkpoint(run: _Run, epoch: int) -> None:
+    """``checkpoint.pt`` (written atomically) with everything :func:`_load_checkpoint` restores, and the
+    history CSVs beside it."""
+    run.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"method": run.method.state_dict(), "optimizer": run.opt.state_dict(),
+             "generator": run.generator.get_state(), "epoch": epoch + 1, "step": run.global_step,
+             "step_rows": run.step_rows, "epoch_rows": run.epoch_rows}
+    if run.scaler is not None:
+        state["scaler"] = run.scaler.state_dict()
+    _atomic_write(lambda f: torch.save(state, f), run.ckpt_path)
+    run.history.save(run.ckpt_path.parent)
 
 
 def _flush(pending, epoch, batch_size, elapsed, ckpt_path) -> list[dict]:

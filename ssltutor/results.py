@@ -36,12 +36,32 @@ def load_results(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def load_paper_numbers(path: str | Path) -> pd.DataFrame:
-    """The papers' reported numbers (``paper_numbers.csv``); values are fractions like ours (0.936 = 93.6 %)."""
-    path = Path(path)
+# results/paper_numbers.csv, shipped with the package (ssltutor/paper_numbers.csv links to it)
+PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.csv")
+
+
+def load_paper_numbers(path: str | Path | None = None) -> pd.DataFrame:
+    """The papers' reported numbers (``paper_numbers.csv``; default :data:`PAPER_NUMBERS`, the repository's
+    ``results/paper_numbers.csv``); values are fractions like ours (0.936 = 93.6 %). A missing file given by
+    path reads as an empty frame."""
+    path = Path(path) if path is not None else PAPER_NUMBERS
     if not path.is_file():
         return pd.DataFrame(columns=PAPER_COLUMNS)
     return pd.read_csv(path, keep_default_na=False, na_values={"value": [""], "std": [""]})
+
+
+def paper_numbers(notebook: str, path: str | Path | None = None, percent: bool = True) -> pd.DataFrame:
+    """The rows of ``notebook`` (e.g. ``"05_continual_ssl_cassle"``) in :func:`load_paper_numbers`, values (and
+    stds) in % with ``percent``: what a chapter prints beside its own run. Raises a ValueError naming the
+    notebooks the file has when it has none for ``notebook``."""
+    frame = load_paper_numbers(path)
+    rows = frame[frame["notebook"] == notebook].copy()
+    if rows.empty:
+        known = ", ".join(sorted(frame["notebook"].unique())) or "none"
+        raise ValueError(f"no paper numbers for notebook {notebook!r} in {path or PAPER_NUMBERS}: it has {known}")
+    if percent:
+        rows[["value", "std"]] = 100 * rows[["value", "std"]].apply(pd.to_numeric, errors="coerce")
+    return rows.reset_index(drop=True)
 
 
 def runs_info(folder: str | Path) -> pd.DataFrame:

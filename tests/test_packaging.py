@@ -37,3 +37,28 @@ def test_layout():
 
 def test_ci_treats_no_tests_as_failure():
     assert "exit 1" in (ROOT / "Makefile").read_text() and "-eq 5" in (ROOT / "Makefile").read_text()
+
+
+def test_wheel_ships_the_paper_numbers(tmp_path):
+    """ssltutor/paper_numbers.csv links to results/paper_numbers.csv; the wheel (what Colab installs) carries it."""
+    import subprocess
+    import sys
+    import zipfile
+
+    link = ROOT / "ssltutor" / "paper_numbers.csv"
+    assert link.is_symlink() and link.resolve() == (ROOT / "results" / "paper_numbers.csv").resolve()
+    import shutil
+
+    source = tmp_path / "source"  # a copy, so that the build leaves nothing in the checkout
+    shutil.copytree(ROOT / "ssltutor", source / "ssltutor", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (source / "results").mkdir()
+    shutil.copy(ROOT / "results" / "paper_numbers.csv", source / "results")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "wheel"), str(source)], check=True, capture_output=True)
+    wheel = next((tmp_path / "wheel").glob("ssltutor-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = archive.read("ssltutor/paper_numbers.csv").decode()
+    assert shipped == (ROOT / "results" / "paper_numbers.csv").read_text()

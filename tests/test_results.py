@@ -94,3 +94,37 @@ def test_committed_cpu_results_are_one_full_batch_run():
     batch = json.loads((folder / "batch.json").read_text())
     assert batch and all({"command", "date", "machine"} <= set(entry) for entry in batch)
     assert "ssltutor batch" in batch[0]["command"] and "--preset cpu" in batch[0]["command"]
+
+
+def test_paper_numbers_come_from_the_one_csv_in_percent():
+    from ssltutor.results import PAPER_NUMBERS, paper_numbers
+
+    assert PAPER_NUMBERS.resolve() == (ROOT / "results" / "paper_numbers.csv").resolve()  # the package's link
+    fkt = paper_numbers("02_functional_knowledge_transfer")
+    row = fkt[(fkt.dataset == "cifar10") & (fkt.variant == "fkt") & (fkt.metric == "accuracy")]
+    assert row["value"].item() == pytest.approx(93.6)
+    raw = paper_numbers("02_functional_knowledge_transfer", percent=False)
+    assert raw["value"].max() < 1
+    solo = paper_numbers("01_ssl_foundations").set_index("variant")["value"]
+    assert set(solo.index) == {"simclr", "mocov2plus", "byol", "barlow_twins", "vicreg", "swav"}
+    assert ((85 < solo) & (solo < 95)).all()
+    with pytest.raises(ValueError, match="no paper numbers for notebook '07_x'.*02_functional_knowledge_transfer"):
+        paper_numbers("07_x")
+
+
+def test_no_paper_number_is_typed_into_a_notebook():
+    """The chapters read the papers' tables from results/paper_numbers.csv: no literal of a reported value
+    (as printed in %, e.g. 93.6 or 62.2) stands in a notebook's code."""
+    import json
+    import re
+
+    paper = load_paper_numbers()
+    typed = {f"{100 * v:.1f}".rstrip("0").rstrip(".") for v in paper["value"]} | {f"{100 * v:.2f}" for v in paper["value"]}
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        for index, cell in enumerate(cells):
+            if cell["cell_type"] != "code":
+                continue
+            source = "".join(cell["source"])
+            literals = set(re.findall(r"(?<![\w.])\d{2}\.\d{1,2}(?![\w.])", source))
+            assert not literals & typed, f"{path.name} cell {index} types paper numbers {sorted(literals & typed)}"

@@ -176,7 +176,9 @@ def parser() -> argparse.ArgumentParser:
                             "default: every paper notebook (02-89)")
     batch.add_argument("--datasets", default="intel_image,cifar10,aptos2019",
                        help=f"comma-separated, from: {', '.join(DATASETS)}")
-    batch.add_argument("--data-root", default=None, help="folder holding the dataset folders (default: $DATA_ROOT)")
+    batch.add_argument("--data-root", default=None,
+                       help="folder holding the dataset folders (default: $DATA_ROOT); per dataset: "
+                            "cifar10=DIR,DIR2 (DIR for cifar10, DIR2 for the others)")
     batch.add_argument("--preset", default="cpu", choices=list(PRESETS))
     batch.add_argument("--seeds", default="0,1,2", help="comma-separated seeds or a range, e.g. 0,1,2 or 0-4")
     batch.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

@@ -191,6 +191,35 @@ def check_data_root(dataset: str, data_root: str | None) -> None:
                              f"{' or '.join(sources.FOLDERS[dataset])}) or set DATA_ROOT")
 
 
+def data_roots(value: str | dict | None, datasets: list[str]) -> dict[str, str | None]:
+    """Each dataset's data folder (resolved), from one folder for all, ``None`` ($DATA_ROOT), a dict
+    ``{dataset: folder, None: folder for the rest}`` or its command-line form ``"cifar10=DIR,DIR2"`` (entries
+    separated by commas; ``name=DIR`` for one dataset, a bare ``DIR`` for the others). A name that is not among
+    ``datasets``, or two folders for one dataset, raise a :class:`ParameterError`."""
+    if isinstance(value, dict):
+        roots = dict(value)
+    elif value is None or not {"=", ","} & set(str(value)):
+        roots = {None: value}
+    else:
+        roots = {}
+        for entry in (e.strip() for e in str(value).split(",") if e.strip()):
+            name, sep, folder = entry.rpartition("=")
+            key = name.strip() if sep else None
+            if key in roots:
+                what = f"dataset {key!r}" if key else "the other datasets"
+                raise ParameterError(f"--data-root gives two folders for {what}: {roots[key]} and {folder}")
+            roots[key] = folder
+    named = sorted(k for k in roots if k is not None and k not in datasets)
+    if named:
+        raise ParameterError(f"--data-root names {', '.join(named)}, which the batch does not run (datasets: "
+                             f"{', '.join(datasets)}): drop the entry or add the dataset to --datasets")
+
+    def resolved(folder):
+        return None if folder is None else str(Path(folder).expanduser().resolve())
+
+    return {d: resolved(roots.get(d, roots.get(None))) for d in datasets}
+
+
 # -------------------------------------------------------------------------------------------------------------- jobs
 @dataclass
 class Job:
@@ -331,9 +360,12 @@ def machine() -> str:
 
 # ------------------------------------------------------------------------------------------------------------- batch
 def plan_batch(notebooks: list[Path], datasets: list[str], seeds: list[int], preset: str, output: Path,
-               data_root: str | None = None, device: str = "auto", extra: dict | None = None, command: str = "",
+               data_root: str | dict | None = None, device: str = "auto", extra: dict | None = None, command: str = "",
                kernel_name: str | None = None, threads: int | None = None) -> list[Job]:
     """The notebook x dataset x seed matrix as jobs, every parameter checked against every notebook first.
+
+    ``data_root``: one folder for every dataset, or per dataset (:func:`data_roots`: ``"cifar10=DIR,DIR2"`` or
+    ``{"cifar10": DIR, None: DIR2}``, None the folder of the others).
 
     ``extra`` holds further parameters (e.g. ``ssl_method``) given to the notebooks that declare them."""
     if not notebooks:
@@ -345,9 +377,9 @@ def plan_batch(notebooks: list[Path], datasets: list[str], seeds: list[int], pre
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:
         raise ParameterError(f"unknown dataset(s) {', '.join(unknown)}: choose one of {', '.join(DATASETS)}")
-    data_root = None if data_root is None else str(Path(data_root).expanduser().resolve())
+    roots = data_roots(data_root, datasets)
     for dataset in datasets:
-        check_data_root(dataset, data_root)
+        check_data_root(dataset, roots[dataset])
     output = Path(output).resolve()
     jobs = []
     for nb in notebooks:
@@ -361,7 +393,7 @@ def plan_batch(notebooks: list[Path], datasets: list[str], seeds: list[int], pre
                 folder = output / nb.stem / f"{dataset}-{preset}-seed{seed}"
                 values = {"dataset": dataset, "preset": preset, "seed": seed, "device": device, **options}
                 if "data_root" in declared:
-                    values["data_root"] = data_root
+                    values["data_root"] = roots[dataset]
                 values = {k: v for k, v in values.items() if k in declared}
                 params = check_parameters(nb, values, declared)
                 params["output_dir"] = str(folder)

@@ -23,8 +23,10 @@ from ssltutor.runs import (
     RESULT_COLUMNS,
     ParameterError,
     check_parameters,
+    data_roots,
     gather_results,
     notebook_parameters,
+    plan_batch,
     relative_path_parameters,
     resolve_notebook,
 )
@@ -111,6 +113,23 @@ def test_batch_rejects_a_bad_dataset_among_good_ones(standin, tmp_path, capsys, 
     with pytest.raises(SystemExit):  # argparse: the preset has a fixed list of choices
         cli.main(["batch", "--notebooks", str(standin), "--preset", "huge", "--output", str(out)])
     assert cli.main(["batch", "--notebooks", str(standin), "--seeds", "0,a", "--output", str(out)]) == 2
+
+
+def test_data_root_per_dataset(standin, tmp_path, shared_data):
+    big, small = str(shared_data / "cifar10_20k"), str(shared_data)
+    assert data_roots(None, ["cifar10"]) == {"cifar10": None}
+    assert data_roots(small, ["cifar10", "digits"]) == {"cifar10": small, "digits": small}
+    both = data_roots(f"cifar10={big},{small}", ["cifar10", "cifar100"])
+    assert both == {"cifar10": big, "cifar100": small}
+    assert data_roots({"cifar10": big}, ["cifar10", "digits"]) == {"cifar10": big, "digits": None}
+    with pytest.raises(ParameterError, match="names intel_image, which the batch does not run"):
+        data_roots(f"intel_image={small}", ["cifar10"])
+    with pytest.raises(ParameterError, match="two folders for dataset 'cifar10'"):
+        data_roots(f"cifar10={big},cifar10={small}", ["cifar10"])
+    jobs = plan_batch([standin], ["cifar10", "cifar100"], [0], "smoke", tmp_path, data_root=f"cifar10={big},{small}")
+    assert {j.parameters["dataset"]: j.parameters["data_root"] for j in jobs} == both
+    with pytest.raises(ParameterError, match="dataset 'cifar100': no folder"):
+        plan_batch([standin], ["cifar100"], [0], "smoke", tmp_path, data_root=f"cifar100={big}")
 
 
 def test_batch_runs_the_matrix_reports_failures_and_resumes(standin, tmp_path, capsys, shared_data):

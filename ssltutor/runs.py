@@ -415,7 +415,18 @@ def record_batch(output: Path, command: str, jobs: list[Job]) -> None:
 
 
 RESULT_COLUMNS = ["notebook", "dataset", "preset", "seed", "options", "variant", "metric", "value", "duration_s",
-                  "device", "ssltutor", "torch", "python", "platform", "cuda", "command", "run"]
+                  "device", "ssltutor", "torch", "python", "platform", "cuda", "command", "run", "train_images",
+                  "test_images"]
+HISTORY_COLUMNS = ["notebook", "dataset", "preset", "seed", "options", "variant", "epoch", "metric", "value", "run"]
+
+
+def _run_base(path: Path, record: dict, output: Path) -> dict:
+    """The columns every row of one run shares: which notebook, dataset, preset, seed and options it was."""
+    params = record.get("params", {})
+    options = {k: v for k, v in params.items() if k not in COMMON_PARAMETERS}
+    return {"notebook": record.get("notebook"), "dataset": params.get("dataset"), "preset": params.get("preset"),
+            "seed": params.get("seed"), "options": json.dumps(options, sort_keys=True) if options else "",
+            "run": str(path.parent.relative_to(output))}
 
 
 def gather_results(output: Path) -> pd.DataFrame:
@@ -424,27 +435,44 @@ def gather_results(output: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(output.rglob("metrics.json")):
         record = json.loads(path.read_text())
-        params = record.get("params", {})
         env = record.get("environment", {})
+        images = record.get("images", {})
         run_info = path.with_name("run.json")
         command = json.loads(run_info.read_text()).get("command") if run_info.is_file() else record.get("command")
-        options = {k: v for k, v in params.items() if k not in COMMON_PARAMETERS}
-        base = {"notebook": record.get("notebook"), "dataset": params.get("dataset"), "preset": params.get("preset"),
-                "seed": params.get("seed"), "options": json.dumps(options, sort_keys=True) if options else "",
-                "duration_s": record.get("duration_s"), "device": record.get("device"),
-                "ssltutor": env.get("ssltutor"), "torch": env.get("torch"), "python": env.get("python"),
-                "platform": env.get("platform"), "cuda": env.get("cuda"), "command": command,
-                "run": str(path.parent.relative_to(output))}
+        base = {**_run_base(path, record, output), "duration_s": record.get("duration_s"),
+                "device": record.get("device"), "ssltutor": env.get("ssltutor"), "torch": env.get("torch"),
+                "python": env.get("python"), "platform": env.get("platform"), "cuda": env.get("cuda"),
+                "command": command, "train_images": images.get("train"), "test_images": images.get("test")}
         for variant, metrics in record.get("results", {}).items():
             for metric, value in metrics.items():
                 rows.append({**base, "variant": variant, "metric": metric, "value": value})
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
+def gather_histories(output: Path) -> pd.DataFrame:
+    """The per-epoch histories of every ``metrics.json`` under ``output`` (``histories``: {variant: {metric:
+    [value per epoch]}}) as one long table (columns ``HISTORY_COLUMNS``; ``epoch`` from 1, or the history's own
+    ``epoch`` column)."""
+    output = Path(output)
+    rows = []
+    for path in sorted(output.rglob("metrics.json")):
+        record = json.loads(path.read_text())
+        base = _run_base(path, record, output)
+        for variant, columns in record.get("histories", {}).items():
+            epochs = columns.get("epoch") or list(range(1, 1 + max(map(len, columns.values()), default=0)))
+            for metric, values in columns.items():
+                if metric != "epoch":
+                    rows += [{**base, "variant": variant, "epoch": e, "metric": metric, "value": v}
+                             for e, v in zip(epochs, values)]
+    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+
+
 def write_results(output: Path) -> Path:
-    """Gather ``output``'s metrics into ``output/results.csv``; returns its path."""
+    """Gather ``output``'s metrics into ``output/results.csv`` and their per-epoch histories into
+    ``output/histories.csv``; returns the path of results.csv."""
     path = Path(output) / "results.csv"
     gather_results(output).to_csv(path, index=False)
+    gather_histories(output).to_csv(path.with_name("histories.csv"), index=False)
     return path
 
 

@@ -185,6 +185,29 @@ def test_gather_results_reads_write_metrics(tmp_path):
     assert frame["run"].tolist()[0] == "03_x/cifar10-cpu-seed0"
 
 
+def test_metrics_record_images_settings_and_histories(tmp_path):
+    from ssltutor.runs import gather_histories, write_results
+
+    folder = tmp_path / "04_x" / "cifar10-cpu-seed2"
+    history = pd.DataFrame({"epoch": [1, 2], "loss": [2.0, 1.5], "knn_acc": [0.3, float("nan")],
+                            "note": ["a", "b"]})
+    write_metrics(folder, "04_x", {"dataset": "cifar10", "preset": "cpu", "seed": 2, "device": "cpu",
+                                   "output_dir": str(folder)},
+                  {"simclr": {"knn": 0.4}}, data={"train": 20_000, "test": list(range(10))},
+                  settings={"crop_scale": (0.2, 1.0), "epochs": 3}, histories={"simclr": history})
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["images"] == {"train": 20_000, "test": 10}
+    assert record["settings"] == {"crop_scale": [0.2, 1.0], "epochs": 3}
+    assert record["histories"]["simclr"] == {"epoch": [1.0, 2.0], "loss": [2.0, 1.5], "knn_acc": [0.3, None]}
+    results = pd.read_csv(write_results(tmp_path))
+    assert results["train_images"].unique().tolist() == [20_000] and results["test_images"].unique().tolist() == [10]
+    histories = pd.read_csv(tmp_path / "histories.csv")
+    assert len(histories) == len(gather_histories(tmp_path)) == 4  # loss and knn_acc, 2 epochs; text dropped
+    loss = histories[histories.metric == "loss"]
+    assert loss["epoch"].tolist() == [1, 2] and loss["value"].tolist() == [2.0, 1.5]
+    assert set(histories["run"]) == {"04_x/cifar10-cpu-seed2"} and set(histories["seed"]) == {2}
+
+
 def test_repository_url_lives_in_config_and_toc_resolves():
     url = repository_url()
     assert url.startswith("https://github.com/") and colab_cell() == COLAB_CELL.format(url=url)

@@ -145,10 +145,28 @@ def environment() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def _json_safe(value):
+    """Settings as JSON: tuples as lists, anything else JSON cannot hold as its string."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def history_columns(history) -> dict[str, list]:
+    """A per-epoch history (a DataFrame, a ``train.History`` (its ``epochs``) or a list of row dicts) as
+    ``{column: [value per row]}`` with NaN as None: the form ``metrics.json`` stores."""
+    frame = getattr(history, "epochs", history)
+    frame = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(list(frame))
+    frame = frame.select_dtypes(include="number")
+    return {c: [None if pd.isna(v) else float(v) for v in frame[c]] for c in frame.columns}
+
+
 def write_metrics(output_dir: str | Path, notebook: str, params: dict, results: dict[str, dict[str, float]],
-                  started: float | None = None, extra: dict | None = None) -> Path:
+                  started: float | None = None, extra: dict | None = None, *, data: dict[str, object] | None = None,
+                  settings: dict | None = None, histories: dict[str, object] | None = None) -> Path:
     """Write ``output_dir/metrics.json``: the notebook, its parameters, ``results`` as {variant: {metric: value}},
-    duration, device and versions. Returns the path."""
+    duration, device and versions; ``data``: {split: dataset or image count} (stored as ``images``: how many
+    train and test images the run used); ``settings``: the resolved preset the run trained with; ``histories``:
+    {variant: per-epoch history} (:func:`history_columns`: kNN or validation accuracy per epoch, each loss term),
+    what the chapters plot from committed results. Returns the path."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     clean = {v: {k: (None if x is None else float(x)) for k, x in m.items()} for v, m in results.items()}
@@ -156,6 +174,12 @@ def write_metrics(output_dir: str | Path, notebook: str, params: dict, results: 
               "duration_s": None if started is None else round(time.time() - started, 2),
               "device": str(resolve_device(params.get("device"))), "environment": environment(),
               "command": " ".join(sys.argv), **(extra or {})}
+    if data is not None:
+        record["images"] = {split: int(d if isinstance(d, (int, float)) else len(d)) for split, d in data.items()}
+    if settings is not None:
+        record["settings"] = _json_safe(settings)
+    if histories is not None:
+        record["histories"] = {variant: history_columns(h) for variant, h in histories.items()}
     path = out / "metrics.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
@@ -165,4 +189,4 @@ def write_metrics(output_dir: str | Path, notebook: str, params: dict, results: 
 
 __all__ = ["cap", "load_experiment_data", "seeded_backbone", "FIT_KEYS", "fit_options", "fit_with_preset", "VariantRun",
            "run_grid",
-           "summarize", "environment", "write_metrics"]
+           "summarize", "environment", "history_columns", "write_metrics"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -242,3 +244,107 @@ def plot_overview(summary: pd.DataFrame, headline: dict[str, dict] | None = None
     if title:
         fig.suptitle(title)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------------- the verdicts
+@dataclass(frozen=True)
+class Claim:
+    """A paper's claim as a comparison of two of a chapter's variants on one metric: ``better`` beats ``worse``
+    (by a higher value, or a lower one with ``higher=False``). ``paper_dataset``, ``paper_better``,
+    ``paper_worse`` and ``paper_metric`` name the paper's own number in ``paper_numbers.csv`` where its names
+    differ from ours (default: ours; ``paper_dataset=None``: the dataset of our run)."""
+
+    notebook: str
+    better: str
+    worse: str
+    metric: str
+    statement: str
+    higher: bool = True
+    paper_dataset: str | None = None
+    paper_better: str | None = None
+    paper_worse: str | None = None
+    paper_metric: str | None = None
+
+
+def seed_comparison(results: pd.DataFrame, notebook: str, dataset: str, better: str, worse: str, metric: str
+                    ) -> dict[str, float]:
+    """Two variants of ``notebook`` on ``dataset`` and ``metric`` over seeds (rows of ``results.csv``): each one's
+    mean and std (ddof 1) over its seeds, their difference ``better - worse`` and the pooled seed standard
+    deviation ``sqrt((std_better**2 + std_worse**2) / 2)``; ``seeds`` = the smaller of the two seed counts."""
+    rows = results[(results["notebook"] == notebook) & (results["dataset"] == dataset)
+                   & (results["metric"] == metric)]
+    per_seed = {v: pd.to_numeric(rows[rows["variant"] == v]["value"], errors="coerce").groupby(rows["seed"]).mean()
+                .dropna() for v in (better, worse)}
+    missing = [v for v, values in per_seed.items() if values.empty]
+    if missing:
+        have = ", ".join(sorted(rows["variant"].astype(str).unique())) or "none"
+        raise ValueError(f"no {metric!r} of variant(s) {', '.join(missing)} for {notebook} on {dataset} in these "
+                         f"results (variants with that metric: {have})")
+    b, w = per_seed[better], per_seed[worse]
+    std_b, std_w = (float(x.std(ddof=1)) if len(x) > 1 else math.nan for x in (b, w))
+    return {"better_mean": float(b.mean()), "better_std": std_b, "worse_mean": float(w.mean()), "worse_std": std_w,
+            "difference": float(b.mean() - w.mean()), "pooled_std": math.sqrt((std_b ** 2 + std_w ** 2) / 2),
+            "seeds": min(len(b), len(w))}
+
+
+def verdict(results: pd.DataFrame, claim: Claim, dataset: str, paper: pd.DataFrame | None = None) -> str:
+    """One sentence, computed from ``results`` (:func:`seed_comparison`): whether the paper's direction holds on
+    ``dataset`` at this scale (the difference of means in the claimed direction beyond the pooled seed standard
+    deviation: holds; beyond it the other way: reversed; else: not resolved), with both means, the difference and
+    the spread, and the paper's own two numbers beside ours (``paper``: :func:`load_paper_numbers`; default the
+    repository's file) or a note that it reports none we could use."""
+    c = seed_comparison(results, claim.notebook, dataset, claim.better, claim.worse, claim.metric)
+    percent = is_percent(claim.metric)
+    scale, unit = (100.0, " points") if percent else (1.0, "")
+    gain = c["difference"] if claim.higher else -c["difference"]
+    if c["seeds"] < 2:
+        status = "cannot be judged (one seed: no spread to compare with)"
+    elif gain > c["pooled_std"]:
+        status = "holds"
+    elif gain < -c["pooled_std"]:
+        status = "is reversed"
+    else:
+        status = "is not resolved (the difference is within the seed spread)"
+
+    def pm(mean, std):
+        return f"{mean * scale:.1f}" + ("" if math.isnan(std) else f" ± {std * scale:.1f}")
+
+    sentence = (f"On {dataset} ({c['seeds']} seeds) the paper's direction, {claim.statement}, {status}: "
+                f"{claim.better} {pm(c['better_mean'], c['better_std'])} vs {claim.worse} "
+                f"{pm(c['worse_mean'], c['worse_std'])} {claim.metric} (difference {c['difference'] * scale:+.1f}"
+                f"{unit}, pooled seed std {c['pooled_std'] * scale:.1f}).")
+    return sentence + " " + _paper_says(claim, dataset, load_paper_numbers() if paper is None else paper)
+
+
+def _paper_says(claim: Claim, dataset: str, paper: pd.DataFrame) -> str:
+    rows = paper[(paper["notebook"] == claim.notebook) & (paper["dataset"] == (claim.paper_dataset or dataset))
+                 & (paper["metric"] == (claim.paper_metric or claim.metric))]
+    values = {v: rows[rows["variant"] == name]["value"] for v, name in
+              (("better", claim.paper_better or claim.better), ("worse", claim.paper_worse or claim.worse))}
+    if any(v.empty for v in values.values()):
+        return "The paper gives no number for this comparison that we could retrieve."
+    setting = rows["setting"].iloc[0]
+    b, w = (float(values[k].iloc[0]) for k in ("better", "worse"))
+    scale = 100.0 if is_percent(claim.paper_metric or claim.metric) else 1.0
+    return (f"The paper: {b * scale:.1f} vs {w * scale:.1f} ({claim.paper_dataset or dataset}; {setting}).")
+
+
+# What each chapter tests, stated once (the chapters and the results chapter print :func:`verdict` of these)
+CLAIMS: dict[str, Claim] = {
+    "02_functional_knowledge_transfer": Claim(
+        "02_functional_knowledge_transfer", "fkt", "rt", "accuracy",
+        "joint SSL + supervised training (FKT) beats two-stage representational transfer (RT)"),
+    "03_internal_pretext_task": Claim(
+        "03_internal_pretext_task", "internal", "supervised", "accuracy",
+        "the internal pretext task raises supervised accuracy"),
+    "04_rotation_boosted_ssl": Claim(
+        "04_rotation_boosted_ssl", "simclr_rot@1ep", "simclr@1ep", "knn",
+        "rotation prediction as an auxiliary task speeds up SSL (higher accuracy after few epochs)"),
+    "05_continual_ssl_cassle": Claim(
+        "05_continual_ssl_cassle", "simclr/cassle", "simclr/fine_tune", "average_accuracy",
+        "CaSSLe's predictive distillation beats plain continual fine-tuning", paper_dataset="cifar100",
+        paper_metric="accuracy"),
+    "06_distill_on_the_go": Claim(
+        "06_distill_on_the_go", "small in pair", "small alone", "linear",
+        "the small model learns better in a pair with a larger peer than alone"),
+}

@@ -128,3 +128,48 @@ def test_no_paper_number_is_typed_into_a_notebook():
             source = "".join(cell["source"])
             literals = set(re.findall(r"(?<![\w.])\d{2}\.\d{1,2}(?![\w.])", source))
             assert not literals & typed, f"{path.name} cell {index} types paper numbers {sorted(literals & typed)}"
+
+
+def _two_variants(better, worse, dataset="cifar10", metric="accuracy", notebook="02_functional_knowledge_transfer"):
+    rows = [{"notebook": notebook, "dataset": dataset, "seed": seed, "variant": variant, "metric": metric,
+             "value": value} for variant, values in (("fkt", better), ("rt", worse))
+            for seed, value in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_seed_comparison_pools_the_seed_spread():
+    from ssltutor.results import seed_comparison
+
+    c = seed_comparison(_two_variants([0.60, 0.62, 0.64], [0.50, 0.50, 0.53]), "02_functional_knowledge_transfer",
+                        "cifar10", "fkt", "rt", "accuracy")
+    assert c["better_mean"] == pytest.approx(0.62) and c["worse_mean"] == pytest.approx(0.51)
+    assert c["difference"] == pytest.approx(0.11) and c["seeds"] == 3
+    assert c["pooled_std"] == pytest.approx(((0.02 ** 2 + 0.017320508 ** 2) / 2) ** 0.5)
+    with pytest.raises(ValueError, match=r"no 'accuracy' of variant\(s\) fkt for 03_x on cifar10.*: rt"):
+        seed_comparison(_two_variants([], [0.5], notebook="03_x"), "03_x", "cifar10", "fkt", "rt", "accuracy")
+
+
+@pytest.mark.parametrize("better, worse, status", [
+    ([0.60, 0.62, 0.64], [0.50, 0.50, 0.53], "holds"),
+    ([0.50, 0.50, 0.53], [0.60, 0.62, 0.64], "is reversed"),
+    ([0.50, 0.60, 0.55], [0.52, 0.58, 0.54], "is not resolved"),
+    ([0.60], [0.50], "cannot be judged"),
+])
+def test_verdict_says_whether_the_papers_direction_holds(better, worse, status):
+    from ssltutor.results import CLAIMS, verdict
+
+    sentence = verdict(_two_variants(better, worse), CLAIMS["02_functional_knowledge_transfer"], "cifar10")
+    assert f"the paper's direction, joint SSL + supervised training (FKT) beats" in sentence
+    assert f"(RT), {status}" in sentence
+    assert "The paper: 93.6 vs 92.2 (cifar10; ResNet-50" in sentence  # from results/paper_numbers.csv
+    if status != "cannot be judged":
+        assert f"difference {100 * (sum(better) / 3 - sum(worse) / 3):+.1f} points" in sentence
+
+
+def test_verdict_lower_is_better_and_no_paper_number():
+    from ssltutor.results import Claim, verdict
+
+    claim = Claim("02_functional_knowledge_transfer", "fkt", "rt", "forgetting", "FKT forgets less", higher=False)
+    sentence = verdict(_two_variants([0.02, 0.03, 0.025], [0.10, 0.12, 0.11], metric="forgetting"), claim,
+                       "cifar10")
+    assert ", holds:" in sentence and "no number for this comparison" in sentence

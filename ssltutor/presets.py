@@ -110,7 +110,7 @@ class FKTSettings(Settings):
 class InternalSettings(Settings):
     """Paper 001 (internal pretext task)."""
 
-    stage: int | None = None
+    stage: int = -2
     num_groups: int = 4
     include_identity: bool = False
     grouping: str = "contiguous"
@@ -340,7 +340,9 @@ PAPER_PRESETS["rotation"] = {
 # Paper 001, internal pretext task (ssltutor/methods/internal.py, ssltutor/studies/internal.py, notebooks/03). No code
 # is public and the PDF was not available (arXiv 2106.04921): every value is ours unless marked [SLA code].
 _INTERNAL_COMMON = dict(
-    stage=None,                 # ours: after the last stage (just before pooling): only the classifier runs M times
+    stage=-2,                   # ours: after the stage before the last: discarding after the last stage acts on the
+                                # pooled vector, where the linear head reads the discarded group off the zeros and the
+                                # backbone gets no pretext signal (notebook 03 measures every stage)
     num_groups=4,               # ours: M = 4 mirrors SLA's 4 rotations (our choice)
     include_identity=False,     # ours: the abstract names only discarded copies; True is an option
     grouping="contiguous",      # ours: equal contiguous groups (at random init any fixed partition is equivalent)

@@ -18,6 +18,7 @@ from ssltutor.methods.internal import (
     single_logits,
 )
 from ssltutor.models import create_backbone
+from ssltutor.presets import preset
 from ssltutor.train import fit
 
 
@@ -252,6 +253,34 @@ def test_study_helpers_run_end_to_end(shared_data):
     table = summarize(runs)
     assert (table.seeds == 2).all() and table.overhead_mean[table.variant == "supervised"].eq(1.0).all()
     ablation = run_ablation(train, test, dict(settings, timing_repeats=1), stages=(3,), groups=(2,))
-    assert set(zip(ablation.stage, ablation.M)) == {(3, 4), (3, 2)} and (ablation.overhead > 0).all()
+    # the stage ablation at stage 3 (M = 4); the M ablation at the default stage, -2 = 2 of small_convnet
+    assert set(zip(ablation.stage, ablation.M)) == {(3, 4), (2, 2)} and (ablation.overhead > 0).all()
     rows = joint_label_table(torch.tensor([2, 0]), 3)
     assert rows["joint y*M+j"].tolist() == [6, 0, 7, 1, 8, 2]
+
+
+def test_stage_counts_from_the_end_and_defaults_to_the_one_before_the_last():
+    net = create_backbone("res_convnet", width=4)  # stages 0, 1, 2
+    assert InternalPretext(net, 10).stage == 1
+    assert InternalPretext(create_backbone("res_convnet", width=4), 10, stage=-1).stage == 2
+    assert not InternalPretext(create_backbone("res_convnet", width=4), 10).pooled_discard
+    with pytest.raises(ValueError, match="stage must be one of 0, 1, 2, -1, -2, -3, got 3"):
+        InternalPretext(create_backbone("res_convnet", width=4), 10, stage=3)
+    assert preset("cpu", paper="internal")["stage"] == -2
+
+
+def test_group_recovery_a_linear_head_reads_the_discarded_group(shared_data):
+    from ssltutor.data import augment
+    from ssltutor.studies.internal import discarded_group_features, group_recovery
+
+    data = load("cifar10", root=shared_data, split="train", size=32)
+    cifar_images = augment.normalize(data.images[:96].float() / 255, *augment.STATS["cifar10"])
+    torch.manual_seed(0)
+    net = create_backbone("res_convnet", width=4)
+    feats, groups = discarded_group_features(net, cifar_images[:8], stage=1, num_groups=4)
+    assert feats.shape == (32, net.feature_dim) and groups.tolist() == [g for g in range(4) for _ in range(8)]
+    table = group_recovery(net, cifar_images, num_groups=4, epochs=30)
+    assert table["stage"].tolist() == [0, 1, 2] and table["last"].tolist() == [False, False, True]
+    last = table[table["last"]]["group_accuracy"].item()
+    assert last > 0.9  # after the last stage: the zeros in the pooled vector give the group away
+    assert (table["chance"] == 0.25).all()

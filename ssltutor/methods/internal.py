@@ -249,8 +249,11 @@ class InternalPretext(JointLabelMethod):
     label (class, j) with one N*M-way classifier (Xie, Yang et al. 2023, arXiv 2106.04921; our reading, see module
     docstring).
 
-    num_classes: N. stage: index into ``backbone.stages`` after which channels are discarded (default: the last,
-    i.e. just before pooling, where the overhead is smallest). num_groups: M channel groups, one discarded per copy.
+    num_classes: N. stage: index into ``backbone.stages`` after which channels are discarded, negative from the end
+    (default -2: the stage before the last. After the last stage discarding acts on the pooled vector that the one
+    linear classifier reads, which can then tell the discarded group from the zeros alone, for any features: the
+    pretext half of the joint label asks nothing of the backbone, and the method becomes an ensemble of heads over
+    masked copies; -1 is that cheapest variant). num_groups: M channel groups, one discarded per copy.
     include_identity: add an undiscarded copy as transform 0 (then K = M + 1). grouping: ``"contiguous"`` or
     ``"random"`` (a partition drawn once from ``group_seed``). rescale: scale kept channels by C / kept.
     rotation: combine with SLA's four input rotations (K = 4 * T). contrastive_weight: lambda of FKT's joint
@@ -259,7 +262,7 @@ class InternalPretext(JointLabelMethod):
     inference: default mode of :meth:`predict`.
     """
 
-    def __init__(self, backbone: Backbone, num_classes: int, stage: int | None = None, num_groups: int = 4,
+    def __init__(self, backbone: Backbone, num_classes: int, stage: int = -2, num_groups: int = 4,
                  include_identity: bool = False, grouping: str = "contiguous", rescale: bool = False,
                  group_seed: int = 0, rotation: bool = False, contrastive_weight: float = 0.0,
                  temperature: float = 0.5, normalize: bool = True, contrastive_views: str = "simclr",
@@ -267,8 +270,8 @@ class InternalPretext(JointLabelMethod):
                  augment_views: str = "crop_flip", inference: str = "aggregated"):
         super().__init__(backbone, image_size, stats)
         stages = list(range(len(backbone.stages)))
-        stage = stages[-1] if stage is None else stage
-        _choice("stage", stage, stages)
+        _choice("stage", stage, stages + [-s for s in range(1, len(stages) + 1)])
+        stage = stages[stage]  # -1: the last stage, -2 the one before it, ...
         self.num_groups, self.grouping, self.rescale, self.group_seed = num_groups, grouping, rescale, group_seed
         self.include_identity = include_identity
         groups = channel_groups(backbone.stage_channels[stage], num_groups, grouping, group_seed)

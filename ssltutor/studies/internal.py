@@ -127,7 +127,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return summarize_runs(runs, ("dataset", "variant", "inference"), ("accuracy", "overhead"))
 
 
-def step_times(stage: int | None = None, num_groups: int = 4, backbone: str | Backbone = "small_convnet",
+def step_times(stage: int = -2, num_groups: int = 4, backbone: str | Backbone = "small_convnet",
                batch_size: int = 128, image_size: int = 32, precision: str = "fp32", repeats: int = 10,
                width: int = 32, channels_last: bool = False, device=None, num_classes: int = 10, warmup: int = 2,
                **options) -> dict:
@@ -165,7 +165,7 @@ def step_times(stage: int | None = None, num_groups: int = 4, backbone: str | Ba
             "ratio": best["internal"] / best["supervised"]}
 
 
-def step_time_ratio(stage: int | None = None, M: int = 4, backbone: str | Backbone = "small_convnet",
+def step_time_ratio(stage: int = -2, M: int = 4, backbone: str | Backbone = "small_convnet",
                     batch_size: int = 128, image_size: int = 32, precision: str = "fp32", repeats: int = 10,
                     **options) -> float:
     """Step time of the internal pretext task (discard after ``stage``, M groups) over the supervised step with the
@@ -196,7 +196,7 @@ def run_ablation(train: ImageDataset, test: ImageDataset, settings: dict, stages
     Returns one row per run and inference mode: ablation ("stage" or "M"), stage, M, inference, accuracy,
     train_step_s (median step of the training run) and overhead (:func:`ablation_step_ratio`)."""
     n_stages = len(create_backbone(settings["backbone"], width=settings["width"] or 32).stages)
-    default_stage = n_stages - 1 if settings["stage"] is None else settings["stage"]
+    default_stage = settings["stage"] % n_stages  # -2: the stage before the last
     stages = settings["ablation_stages"] if stages is None else stages
     stages = range(n_stages) if stages is None else stages
     groups = settings["ablation_groups"] if groups is None else groups
@@ -219,6 +219,52 @@ def run_ablation(train: ImageDataset, test: ImageDataset, settings: dict, stages
 # ------------------------------------------------------------------------------------------------------------------
 # The notebook's worked example and figures
 # ------------------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def discarded_group_features(backbone: Backbone, images: torch.Tensor, stage: int, num_groups: int = 4,
+                             batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pooled features a joint-label head reads when channel group j of stage ``stage``'s output is discarded:
+    each of ``images`` (normalized, (B, 3, S, S)) once per group through the frozen ``backbone`` (eval mode) ->
+    features (M * B, D) and the discarded group (M * B,) of each row."""
+    from ..methods.internal import channel_groups, discard_channels, discard_masks
+
+    backbone.eval()
+    masks = discard_masks(channel_groups(backbone.stage_channels[stage], num_groups)).to(images.device)
+    feats, groups = [], []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size]
+        f = discard_channels(backbone.forward_stages(backbone.stem(x), 0, stage + 1), masks)
+        feats.append(backbone.pool(backbone.forward_stages(f, stage + 1)).float())
+        groups.append(torch.arange(num_groups, device=images.device).repeat_interleave(len(x)))
+    return torch.cat(feats), torch.cat(groups)
+
+
+def group_recovery(backbone: Backbone, images: torch.Tensor, stages: Sequence[int] | None = None,
+                   num_groups: int = 4, train_fraction: float = 0.5, epochs: int = 50, seed: int = 0
+                   ) -> pd.DataFrame:
+    """Why the discarding stage matters: how well a *linear* head on the pooled features of a *frozen, untrained*
+    backbone tells which channel group was discarded, per stage (linear probe trained on ``train_fraction`` of
+    ``images``, accuracy on the rest; chance is 1/M).
+
+    After the last stage the discarded group is a block of zeros in the pooled vector the head reads, so a linear
+    head recovers it exactly from any features (accuracy ~1): the pretext half of the joint label is solved without
+    changing the backbone, which then gets no signal from it. After an earlier stage the zeros pass through later
+    convolutions that mix channels, so recovering the group asks something of the features."""
+    from ..evaluate import linear_probe
+
+    stages = list(range(len(backbone.stages))) if stages is None else list(stages)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    cut = int(train_fraction * len(images))
+    rows = []
+    for stage in stages:
+        train_x, train_y = discarded_group_features(backbone, images[order[:cut]], stage, num_groups)
+        test_x, test_y = discarded_group_features(backbone, images[order[cut:]], stage, num_groups)
+        probe = linear_probe(train_x, train_y, test_x, test_y, num_classes=num_groups, epochs=epochs, seed=seed)
+        rows.append({"stage": stage, "channels": backbone.stage_channels[stage], "groups": num_groups,
+                     "last": stage == len(backbone.stages) - 1, "group_accuracy": probe.accuracy,
+                     "chance": 1 / num_groups})
+    return pd.DataFrame(rows)
 
 
 def joint_label_table(labels: torch.Tensor, num_transforms: int, class_names: Sequence[str] | None = None,

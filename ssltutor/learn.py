@@ -244,6 +244,56 @@ def summary_table(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
 
 
+# Issue 14's targets for the cpu recipe (2-core machine, 2 threads): what :func:`target_checks` tests
+TARGETS = {"best_probe": 0.60, "best_gain": 15.0, "every_gain": 5.0, "supervised": 0.85, "train_seconds": 600.0,
+           "seeds": 3}
+
+
+def target_checks(records: pd.DataFrame, targets: dict | None = None) -> pd.DataFrame:
+    """Each target of :data:`TARGETS` checked on the recipe's recorded runs (:func:`canonical_runs`, last epoch of
+    each): ``best``: the SSL objective of highest mean probe reaches ``best_probe`` and ``best_gain`` points over
+    its random-init floor; ``every``: each objective's mean probe gain >= ``every_gain`` and its mean kNN >= the
+    floor's; ``supervised``: every seed >= ``supervised``; ``time``: every run's train seconds <= ``train_seconds``
+    (the runs over it named); ``seeds``: every method has ``seeds`` seeds. One row per target: ``met`` (bool) and
+    ``measured`` (what the numbers are, in words), computed, never typed."""
+    t = {**TARGETS, **(targets or {})}
+    runs = _final_rows(records)
+    if runs.empty:
+        raise ValueError("no recorded runs of the recipe: run `python -m ssltutor.bench learn --record ...` first")
+    means = runs.groupby("method", sort=False)[["probe", "knn", "probe0", "knn0"]].mean()
+    ssl = means.drop(index="supervised", errors="ignore")
+    gain = 100 * (ssl["probe"] - ssl["probe0"])
+    rows = []
+    if not ssl.empty:
+        best = ssl["probe"].idxmax()
+        rows.append(("best", f"best SSL probe >= {t['best_probe']:.2f} and >= +{t['best_gain']:g} points",
+                     ssl.loc[best, "probe"] >= t["best_probe"] and gain[best] >= t["best_gain"],
+                     f"{best} {ssl.loc[best, 'probe']:.3f} ({gain[best]:+.1f} points, mean of "
+                     f"{(runs['method'] == best).sum()} seeds)"))
+        short = [f"{m} {gain[m]:+.1f}" for m in ssl.index if gain[m] < t["every_gain"]]
+        below = [f"{m} kNN {ssl.loc[m, 'knn']:.3f} < {ssl.loc[m, 'knn0']:.3f}" for m in ssl.index
+                 if ssl.loc[m, "knn"] < ssl.loc[m, "knn0"]]
+        rows.append(("every", f"every SSL objective >= +{t['every_gain']:g} probe points, kNN not below random init",
+                     not short and not below,
+                     "; ".join(short + below) or f"smallest gain {gain.idxmin()} {gain.min():+.1f}, every kNN above "
+                                                 "its random init"))
+    sup = runs[runs["method"] == "supervised"]
+    if not sup.empty:
+        rows.append(("supervised", f"supervised reference >= {t['supervised']:.2f} on every seed",
+                     bool((sup["probe"] >= t["supervised"]).all()),
+                     ", ".join(f"seed {s} {p:.3f}" for s, p in zip(sup["seed"], sup["probe"]))))
+    slow = runs[runs["train_seconds"] > t["train_seconds"]]
+    rows.append(("time", f"train seconds <= {t['train_seconds']:g} on every run", slow.empty,
+                 ", ".join(f"{m} seed {s}: {x:.0f} s" for m, s, x in
+                           zip(slow["method"], slow["seed"], slow["train_seconds"]))
+                 or f"slowest {runs['train_seconds'].max():.0f} s"))
+    counts = runs.groupby("method", sort=False)["seed"].nunique()
+    few = counts[counts < t["seeds"]]
+    rows.append(("seeds", f"{t['seeds']} seeds per method", few.empty,
+                 ", ".join(f"{m}: {n}" for m, n in few.items()) or f"{t['seeds']} seeds for all {len(counts)}"))
+    return pd.DataFrame(rows, columns=["target", "wanted", "met", "measured"]).set_index("target")
+
+
 def recipe_table(preset: str = "cpu") -> pd.DataFrame:
     """The recipe of every method at ``preset`` (``PAPER_PRESETS["learn"]`` over the shared preset), one row each."""
     from .presets import preset as get_preset

@@ -238,3 +238,30 @@ def test_recorded_lines_print_the_recipe_runs_by_seed_then_method():
     assert lines[1] == ("learn simclr seed 0: probe 0.550, knn 0.500, random init probe 0.400, knn 0.300, "
                         "epochs 2, train seconds 20")
     assert lines[-1] == "learn best: simclr probe 0.575 (+17.5 points over random init)"  # the labelled run is out
+
+
+def _final(method, seed, probe, knn, probe0=0.45, knn0=0.38, seconds=400.0):
+    return {"label": method, "method": method, "seed": seed, "preset": "cpu", "overrides": "{}",
+            "train_images": 20000, "epoch": 5, "seconds": seconds, "knn_monitor": float("nan"), "epochs": 5,
+            "train_seconds": seconds, "probe": probe, "knn": knn, "probe0": probe0, "knn0": knn0, "recipe": "r"}
+
+
+def test_target_checks_are_computed_from_the_records():
+    from ssltutor.learn import target_checks
+
+    rows = [_final("supervised", s, 0.86, 0.86, 0.49, 0.40) for s in range(3)]
+    rows += [_final("vicreg", s, 0.64 + s / 100, 0.61) for s in range(3)]
+    rows += [_final("byol", s, 0.55, 0.50) for s in range(3)]
+    checks = target_checks(pd.DataFrame(rows))
+    assert checks["met"].all(), checks
+    assert checks.loc["best", "measured"] == "vicreg 0.650 (+20.0 points, mean of 3 seeds)"
+    assert checks.loc["every", "measured"].startswith("smallest gain byol +10.0")
+    worse = [*rows[:-1], _final("byol", 2, 0.30, 0.10, seconds=700.0)]  # a slow seed below its random init
+    checks = target_checks(pd.DataFrame(worse))
+    assert not checks.loc["every", "met"] and checks.loc["every", "measured"] == "byol +1.7; byol kNN 0.367 < 0.380"
+    assert not checks.loc["time", "met"] and checks.loc["time", "measured"] == "byol seed 2: 700 s"
+    assert checks.loc["seeds", "met"] and checks.loc["supervised", "met"]
+    few = target_checks(pd.DataFrame(rows[:4]))
+    assert not few.loc["seeds", "met"] and few.loc["seeds", "measured"] == "vicreg: 1"
+    with pytest.raises(ValueError, match="no recorded runs"):
+        target_checks(pd.DataFrame(columns=rows[0].keys()))

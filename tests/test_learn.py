@@ -265,3 +265,16 @@ def test_target_checks_are_computed_from_the_records():
     assert not few.loc["seeds", "met"] and few.loc["seeds", "measured"] == "vicreg: 1"
     with pytest.raises(ValueError, match="no recorded runs"):
         target_checks(pd.DataFrame(columns=rows[0].keys()))
+
+
+def test_readme_section_is_the_report_of_the_committed_records():
+    """The README's bench-learn block is what results/laptop/report.py makes of results/laptop/bench.csv."""
+    import importlib.util
+
+    from ssltutor.runs import ROOT
+
+    spec = importlib.util.spec_from_file_location("report", ROOT / "results" / "laptop" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    expected = report.section(load_records(ROOT / "results" / "laptop" / "bench.csv"))
+    assert expected in (ROOT / "README.md").read_text(), "rerun: python results/laptop/report.py"

@@ -246,6 +246,98 @@ def plot_overview(summary: pd.DataFrame, headline: dict[str, dict] | None = None
     return fig
 
 
+# ---------------------------------------------------------------------------------------------------- sweeps, curves
+def _level(text: str) -> float:
+    """``"0.25"`` -> 0.25, ``"4ep"`` -> 4.0: the number a sweep's level starts with."""
+    import re
+
+    match = re.match(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", text)
+    if match is None:
+        raise ValueError(f"sweep level {text!r} does not start with a number (variants look like 'fkt@0.25')")
+    return float(match.group(0))
+
+
+def sweep(results: pd.DataFrame, notebook: str, metric: str, datasets: list[str] | None = None) -> pd.DataFrame:
+    """A chapter's sweep (variants named ``base@level``: FKT's ``fkt@0.05`` labelled fraction, rotation's
+    ``simclr@4ep`` budget) on ``metric``: mean, std (ddof 1, NaN for one seed) and seeds per (dataset, base,
+    level), levels as numbers, sorted."""
+    rows = results[(results["notebook"] == notebook) & (results["metric"] == metric)
+                   & results["variant"].astype(str).str.contains("@")]
+    if datasets is not None:
+        rows = rows[rows["dataset"].isin(datasets)]
+    if rows.empty:
+        raise ValueError(f"no sweep (variants 'base@level') of {notebook} with metric {metric!r} in these results")
+    parts = rows["variant"].astype(str).str.split("@", n=1, expand=True)
+    rows = rows.assign(base=parts[0], level=parts[1].map(_level), value=pd.to_numeric(rows["value"], errors="coerce"))
+    table = (rows.groupby(["dataset", "base", "level"], sort=False)
+             .agg(mean=("value", "mean"), std=("value", "std"), seeds=("seed", "nunique")).reset_index())
+    return table.sort_values(["dataset", "base", "level"], kind="stable").reset_index(drop=True)
+
+
+def plot_sweep(table: pd.DataFrame, xlabel: str, ylabel: str, logx: bool = False, title: str | None = None
+               ) -> Figure:
+    """:func:`sweep`'s table as one panel per dataset (at most two side by side, 4.2 x 3.4 in each, legible at the
+    book's page width): a line per
+    base with the seed standard deviation as error bars, in percent for accuracy-like ``ylabel`` metrics."""
+    datasets = list(dict.fromkeys(table["dataset"]))
+    cols = min(2, len(datasets))
+    rows_n = math.ceil(len(datasets) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.4 * rows_n), layout="constrained",
+                             squeeze=False)
+    scale = 100.0 if is_percent(ylabel) else 1.0
+    for ax, dataset in zip(axes.flat, datasets):
+        part = table[table["dataset"] == dataset]
+        for k, (base, line) in enumerate(part.groupby("base", sort=False)):
+            ax.errorbar(line["level"], line["mean"] * scale, yerr=line["std"].fillna(0) * scale, marker="o",
+                        capsize=3, color=f"C{k % 10}", label=base)
+        ax.set_xscale("log" if logx else "linear")
+        ax.set_title(dataset)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel + (" (%)" if scale == 100.0 else ""))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", frameon=False)
+    for ax in list(axes.flat)[len(datasets):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def load_histories(path: str | Path) -> pd.DataFrame:
+    """``histories.csv`` (or the folder holding it; :func:`ssltutor.runs.gather_histories`) as a frame; an empty
+    one when there is none."""
+    from .runs import HISTORY_COLUMNS
+
+    path = Path(path)
+    path = path / "histories.csv" if path.is_dir() else path
+    if not path.is_file():
+        return pd.DataFrame(columns=HISTORY_COLUMNS)
+    return pd.read_csv(path, keep_default_na=False, na_values={"value": [""]})
+
+
+def history_curves(histories: pd.DataFrame, notebook: str, dataset: str, metric: str, time: str = "time_s",
+                   variants: list[str] | None = None) -> pd.DataFrame:
+    """Per-epoch curves of ``metric`` for one chapter and dataset, with each run's cumulative ``time`` (the
+    per-epoch seconds its history records) as ``seconds``: columns ``label`` (the variant), ``seed``, ``epoch``,
+    ``seconds`` and ``metric``, the shape :func:`ssltutor.plots.plot_accuracy_vs_time` draws (accuracy against
+    CPU seconds, seed bands)."""
+    rows = histories[(histories["notebook"] == notebook) & (histories["dataset"] == dataset)]
+    if variants is not None:
+        rows = rows[rows["variant"].isin(variants)]
+    wide = rows.pivot_table(index=["variant", "seed", "epoch"], columns="metric", values="value").reset_index()
+    missing = [m for m in (metric, time) if m not in wide]
+    if wide.empty or missing:
+        have = ", ".join(sorted(rows["metric"].unique())) or "none"
+        raise ValueError(f"no per-epoch {' and '.join(missing) or metric} for {notebook} on {dataset} (history "
+                         f"metrics: {have})")
+    wide = wide.sort_values(["variant", "seed", "epoch"])
+    wide["seconds"] = wide.groupby(["variant", "seed"])[time].cumsum()
+    order = variants or list(dict.fromkeys(rows["variant"]))
+    wide["variant"] = pd.Categorical(wide["variant"], order)
+    wide = wide.sort_values(["variant", "seed", "epoch"]).rename(columns={"variant": "label"})
+    return wide.assign(label=wide["label"].astype(str))[["label", "seed", "epoch", "seconds", metric]]
+
+
 # ---------------------------------------------------------------------------------------------------- the verdicts
 @dataclass(frozen=True)
 class Claim:

@@ -173,3 +173,43 @@ def test_verdict_lower_is_better_and_no_paper_number():
     sentence = verdict(_two_variants([0.02, 0.03, 0.025], [0.10, 0.12, 0.11], metric="forgetting"), claim,
                        "cifar10")
     assert ", holds:" in sentence and "no number for this comparison" in sentence
+
+
+def test_sweep_parses_levels_and_plots_one_panel_per_dataset():
+    from ssltutor.results import plot_sweep, sweep
+
+    rows = [{"notebook": "02_x", "dataset": d, "seed": seed, "variant": f"{base}@{level}", "metric": "accuracy",
+             "value": 0.1 * level + (0.05 if base == "fkt" else 0) + seed / 100}
+            for d in ("cifar10", "intel_image", "aptos2019") for seed in (0, 1) for base in ("fkt", "rt")
+            for level in (1, 0.05, 0.2)]
+    rows.append({"notebook": "02_x", "dataset": "cifar10", "seed": 0, "variant": "fkt", "metric": "accuracy",
+                 "value": 0.9})  # not a sweep row
+    table = sweep(pd.DataFrame(rows), "02_x", "accuracy")
+    assert len(table) == 3 * 2 * 3 and (table["seeds"] == 2).all()
+    first = table[(table.dataset == "aptos2019") & (table.base == "fkt")]
+    assert first["level"].tolist() == [0.05, 0.2, 1.0]
+    assert first["mean"].tolist() == pytest.approx([0.055 + 0.005, 0.07 + 0.005, 0.15 + 0.005])
+    fig = plot_sweep(table, "labelled fraction", "accuracy", logx=True)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 3 and fig.get_size_inches()[0] <= 8.5  # two panels a row: legible at page width
+    assert visible[0].get_ylabel() == "accuracy (%)" and visible[0].get_xscale() == "log"
+    rot = pd.DataFrame([{"notebook": "04_x", "dataset": "cifar10", "seed": 0, "variant": "simclr@4ep",
+                         "metric": "knn", "value": 0.3}])
+    assert sweep(rot, "04_x", "knn")["level"].tolist() == [4.0]
+    with pytest.raises(ValueError, match="no sweep"):
+        sweep(pd.DataFrame(rows), "02_x", "kappa")
+
+
+def test_history_curves_accumulate_seconds_per_run():
+    from ssltutor.results import history_curves
+
+    rows = [{"notebook": "04_x", "dataset": "cifar10", "seed": seed, "variant": v, "epoch": e, "metric": m,
+             "value": (2.0 + seed) if m == "time_s" else 0.1 * e}
+            for v in ("simclr_rot", "simclr") for seed in (0, 1) for e in (1, 2, 3) for m in ("time_s", "knn_acc")]
+    curves = history_curves(pd.DataFrame(rows), "04_x", "cifar10", "knn_acc", variants=["simclr", "simclr_rot"])
+    assert list(curves.columns) == ["label", "seed", "epoch", "seconds", "knn_acc"]
+    assert curves["label"].unique().tolist() == ["simclr", "simclr_rot"]
+    one = curves[(curves.label == "simclr") & (curves.seed == 1)]
+    assert one["seconds"].tolist() == [3.0, 6.0, 9.0] and one["knn_acc"].tolist() == pytest.approx([0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="no per-epoch probe"):
+        history_curves(pd.DataFrame(rows), "04_x", "cifar10", "probe")

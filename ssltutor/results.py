@@ -338,6 +338,23 @@ def history_curves(histories: pd.DataFrame, notebook: str, dataset: str, metric:
     return wide.assign(label=wide["label"].astype(str))[["label", "seed", "epoch", "seconds", metric]]
 
 
+def accuracy_matrix(histories: pd.DataFrame, notebook: str, dataset: str, variant: str
+                    ) -> tuple[np.ndarray, np.ndarray, int]:
+    """A continual run's accuracy matrix R (after task i, on task j) read back from ``histories.csv``
+    (:meth:`ssltutor.studies.cassle.ContinualResult.history`): the mean and std (ddof 1; NaN for one seed) over
+    seeds of every cell, and the number of seeds."""
+    rows = histories[(histories["notebook"] == notebook) & (histories["dataset"] == dataset)
+                     & (histories["variant"] == variant) & histories["metric"].astype(str).str.startswith("acc_task")]
+    if rows.empty:
+        raise ValueError(f"no accuracy matrix of {variant!r} for {notebook} on {dataset} in these histories")
+    rows = rows.assign(task=rows["metric"].str.removeprefix("acc_task").astype(int))
+    cells = rows.groupby(["epoch", "task"])["value"].agg(["mean", "std"])
+    T = int(rows["task"].max())
+    mean = cells["mean"].unstack().reindex(index=range(1, T + 1), columns=range(1, T + 1)).to_numpy()
+    std = cells["std"].unstack().reindex(index=range(1, T + 1), columns=range(1, T + 1)).to_numpy()
+    return mean, std, int(rows["seed"].nunique())
+
+
 # ---------------------------------------------------------------------------------------------------- the verdicts
 @dataclass(frozen=True)
 class Claim:

@@ -213,3 +213,25 @@ def test_history_curves_accumulate_seconds_per_run():
     assert one["seconds"].tolist() == [3.0, 6.0, 9.0] and one["knn_acc"].tolist() == pytest.approx([0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="no per-epoch probe"):
         history_curves(pd.DataFrame(rows), "04_x", "cifar10", "probe")
+
+
+def test_accuracy_matrix_round_trips_through_metrics_and_histories(tmp_path):
+    import numpy as np
+
+    from ssltutor.results import accuracy_matrix, load_histories
+    from ssltutor.runs import write_results
+    from ssltutor.studies.base import write_metrics
+    from ssltutor.studies.cassle import ContinualResult
+
+    for seed in (0, 1):
+        R = np.array([[0.8, 0.1], [0.6, 0.7]]) + seed / 10
+        result = ContinualResult(R=R, overall=[0.45, 0.65], random_baseline=None, tasks=[])
+        folder = tmp_path / "05_x" / f"cifar10-cpu-seed{seed}"
+        write_metrics(folder, "05_x", {"dataset": "cifar10", "preset": "cpu", "seed": seed, "device": "cpu"},
+                      {"simclr/cassle": result.summary()}, histories={"simclr/cassle": result.history()})
+    write_results(tmp_path)
+    mean, std, seeds = accuracy_matrix(load_histories(tmp_path), "05_x", "cifar10", "simclr/cassle")
+    assert seeds == 2 and mean == pytest.approx(np.array([[0.85, 0.15], [0.65, 0.75]]))
+    assert std == pytest.approx(np.full((2, 2), np.std([0.0, 0.1], ddof=1)))
+    with pytest.raises(ValueError, match="no accuracy matrix of 'simclr/fine_tune'"):
+        accuracy_matrix(load_histories(tmp_path), "05_x", "cifar10", "simclr/fine_tune")

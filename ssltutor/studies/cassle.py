@@ -145,6 +145,14 @@ class ContinualResult:
         return {"A": m["average_accuracy"], "F": m["forgetting"], "BWT": m["backward_transfer"],
                 "T": m["forward_transfer"], "final_accuracy": self.overall[-1]}
 
+    def history(self) -> pd.DataFrame:
+        """One row per task t (``epoch`` = t, from 1): ``acc_task<j>`` = R[t - 1, j - 1], the accuracy on task j
+        after training task t, and ``overall``: the form ``metrics.json`` stores (``histories``) and
+        :func:`ssltutor.results.accuracy_matrix` reads back."""
+        T = len(self.R)
+        frame = pd.DataFrame(self.R, columns=[f"acc_task{j + 1}" for j in range(T)])
+        return frame.assign(overall=self.overall[:T]).rename_axis(None).assign(epoch=range(1, T + 1))
+
     def steps(self) -> pd.DataFrame:
         """All training steps of all tasks in one frame, with a ``task`` column."""
         frames = [h.steps.assign(task=t) for t, h in enumerate(self.histories) if len(h.steps)]

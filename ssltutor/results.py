@@ -405,15 +405,9 @@ def verdict(results: pd.DataFrame, claim: Claim, dataset: str, paper: pd.DataFra
     c = seed_comparison(results, claim.notebook, dataset, claim.better, claim.worse, claim.metric)
     percent = is_percent(claim.metric)
     scale, unit = (100.0, " points") if percent else (1.0, "")
-    gain = c["difference"] if claim.higher else -c["difference"]
-    if c["seeds"] < 2:
-        status = "cannot be judged (one seed: no spread to compare with)"
-    elif gain > c["pooled_std"]:
-        status = "holds"
-    elif gain < -c["pooled_std"]:
-        status = "is reversed"
-    else:
-        status = "is not resolved (the difference is within the seed spread)"
+    status = {"holds": "holds", "reversed": "is reversed",
+              "not resolved": "is not resolved (the difference is within the seed spread)",
+              "one seed": "cannot be judged (one seed: no spread to compare with)"}[_status(c, claim)]
 
     def pm(mean, std):
         return f"{mean * scale:.1f}" + ("" if math.isnan(std) else f" ± {std * scale:.1f}")
@@ -423,6 +417,44 @@ def verdict(results: pd.DataFrame, claim: Claim, dataset: str, paper: pd.DataFra
                 f"{pm(c['worse_mean'], c['worse_std'])} {claim.metric} (difference {c['difference'] * scale:+.1f}"
                 f"{unit}, pooled seed std {c['pooled_std'] * scale:.1f}).")
     return sentence + " " + _paper_says(claim, dataset, load_paper_numbers() if paper is None else paper)
+
+
+def _status(c: dict, claim: Claim) -> str:
+    """"holds" / "reversed" (the difference in the claimed direction beyond +- the pooled seed std), "not
+    resolved" (within it) or "one seed"."""
+    gain = c["difference"] if claim.higher else -c["difference"]
+    if c["seeds"] < 2:
+        return "one seed"
+    if gain > c["pooled_std"]:
+        return "holds"
+    return "reversed" if gain < -c["pooled_std"] else "not resolved"
+
+
+def claims_table(results: pd.DataFrame, claims: dict[str, Claim] | None = None, paper: pd.DataFrame | None = None
+                 ) -> pd.DataFrame:
+    """"The paper says / we measured": one row per claim (default :data:`CLAIMS`) and dataset it has runs on: the
+    claim, the paper's two numbers (where ``paper_numbers.csv`` has them), ours as mean +- std over seeds, the
+    difference and pooled seed std, and the verdict (:func:`verdict`'s rule). Accuracy-like metrics in %."""
+    paper = load_paper_numbers() if paper is None else paper
+    rows = []
+    for claim in (CLAIMS if claims is None else claims).values():
+        ran = results[(results["notebook"] == claim.notebook) & (results["metric"] == claim.metric)]
+        for dataset in dict.fromkeys(ran["dataset"]):
+            try:
+                c = seed_comparison(results, claim.notebook, dataset, claim.better, claim.worse, claim.metric)
+            except ValueError:
+                continue  # this dataset lacks one of the two variants
+            scale = 100.0 if is_percent(claim.metric) else 1.0
+            says = _paper_says(claim, dataset, paper)
+            rows.append({"chapter": claim.notebook, "claim": claim.statement, "dataset": dataset,
+                         "metric": claim.metric, "seeds": c["seeds"],
+                         "paper says": says.removeprefix("The paper: ").rstrip(".") if says.startswith("The paper:")
+                         else "no number retrievable",
+                         "we measured": f"{claim.better} {_pm(c['better_mean'], c['better_std'], scale == 100)} vs "
+                                        f"{claim.worse} {_pm(c['worse_mean'], c['worse_std'], scale == 100)}",
+                         "difference": f"{c['difference'] * scale:+.1f} ± {c['pooled_std'] * scale:.1f}",
+                         "verdict": _status(c, claim)})
+    return pd.DataFrame(rows)
 
 
 def _paper_says(claim: Claim, dataset: str, paper: pd.DataFrame) -> str:

@@ -235,3 +235,17 @@ def test_accuracy_matrix_round_trips_through_metrics_and_histories(tmp_path):
     assert std == pytest.approx(np.full((2, 2), np.std([0.0, 0.1], ddof=1)))
     with pytest.raises(ValueError, match="no accuracy matrix of 'simclr/fine_tune'"):
         accuracy_matrix(load_histories(tmp_path), "05_x", "cifar10", "simclr/fine_tune")
+
+
+def test_claims_table_says_what_the_paper_says_and_what_we_measured():
+    from ssltutor.results import CLAIMS, claims_table
+
+    frame = pd.concat([_two_variants([0.60, 0.62, 0.64], [0.50, 0.50, 0.53]),
+                       _two_variants([0.50, 0.50, 0.53], [0.60, 0.62, 0.64], dataset="intel_image")])
+    table = claims_table(frame, {"fkt": CLAIMS["02_functional_knowledge_transfer"]})
+    assert table["dataset"].tolist() == ["cifar10", "intel_image"]
+    assert table["verdict"].tolist() == ["holds", "reversed"]
+    first = table.iloc[0]
+    assert first["paper says"].startswith("93.6 vs 92.2 (cifar10;")
+    assert first["we measured"] == "fkt 62.0 ± 2.0 vs rt 51.0 ± 1.7" and first["difference"] == "+11.0 ± 1.9"
+    assert claims_table(frame.iloc[:0], {"fkt": CLAIMS["02_functional_knowledge_transfer"]}).empty

@@ -489,3 +489,45 @@ CLAIMS: dict[str, Claim] = {
         "06_distill_on_the_go", "small in pair", "small alone", "linear",
         "the small model learns better in a pair with a larger peer than alone"),
 }
+
+
+@dataclass
+class FullRuns:
+    """A chapter's full-run section, computed from committed results (:func:`full_runs`): the table of ours beside
+    the paper's numbers (:func:`comparison`), its figure (:func:`plot_notebook`) and, per dataset, the verdict
+    sentence on the chapter's claim (:func:`verdict`)."""
+
+    notebook: str
+    table: pd.DataFrame
+    figure: Figure | None
+    verdicts: dict[str, str]
+    runs: int
+
+    def markdown(self) -> str:
+        """The verdicts as a markdown list (display it with ``IPython.display.Markdown``)."""
+        if not self.verdicts:
+            return f"No full runs of `{self.notebook}` in this results folder yet."
+        return "\n".join(f"* {sentence}" for sentence in self.verdicts.values())
+
+
+def full_runs(results: pd.DataFrame | str | Path, notebook: str, metrics: list[str] | None = None,
+              variants: list[str] | None = None, claim: Claim | None = None, paper: pd.DataFrame | None = None
+              ) -> FullRuns:
+    """The one function behind every chapter's full-run section: ``results`` (a ``results.csv``, its folder or
+    the frame) for ``notebook``, summarised over seeds, beside the paper's numbers, with the figure and one
+    verdict per dataset on ``claim`` (default :data:`CLAIMS` [notebook]). Nothing in it is typed by hand."""
+    frame = results if isinstance(results, pd.DataFrame) else load_results(results)
+    paper = load_paper_numbers() if paper is None else paper
+    claim = CLAIMS.get(notebook) if claim is None else claim
+    mine = frame[frame["notebook"] == notebook]
+    summary = summarize(mine)
+    verdicts = {}
+    if claim is not None:
+        for dataset in dict.fromkeys(mine["dataset"]):
+            try:
+                verdicts[dataset] = verdict(mine, claim, dataset, paper)
+            except ValueError:
+                continue  # a dataset without both variants of the claim
+    figure = plot_notebook(summary, paper, notebook, metrics, variants) if not mine.empty else None
+    return FullRuns(notebook, comparison(summary, paper, notebook, metrics, variants), figure, verdicts,
+                    int(mine["run"].nunique()) if "run" in mine else 0)

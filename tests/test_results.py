@@ -249,3 +249,16 @@ def test_claims_table_says_what_the_paper_says_and_what_we_measured():
     assert first["paper says"].startswith("93.6 vs 92.2 (cifar10;")
     assert first["we measured"] == "fkt 62.0 ± 2.0 vs rt 51.0 ± 1.7" and first["difference"] == "+11.0 ± 1.9"
     assert claims_table(frame.iloc[:0], {"fkt": CLAIMS["02_functional_knowledge_transfer"]}).empty
+
+
+def test_full_runs_renders_a_chapter_from_the_committed_results():
+    from ssltutor.results import full_runs
+
+    section = full_runs(ROOT / "results" / "cpu", "02_functional_knowledge_transfer", ["accuracy"],
+                        ["supervised", "rt", "fkt"])
+    assert set(section.verdicts) == {"cifar10", "intel_image", "aptos2019"}
+    assert all("the paper's direction" in v and "The paper:" in v for v in section.verdicts.values())
+    assert section.markdown().count("\n* ") == 2 and section.figure is not None and section.runs > 0
+    assert "accuracy (paper)" in section.table.columns
+    empty = full_runs(ROOT / "results" / "cpu", "07_none")
+    assert empty.verdicts == {} and empty.figure is None and "No full runs" in empty.markdown()

@@ -44,6 +44,20 @@ def test_notebook_conventions(path):
     assert not with_outputs, f"commit notebooks without outputs (cells {with_outputs} have some)"
 
 
+MAX_CODE_LINE = 79  # PEP 8's limit; the rendered book shows about 78 characters of a code line
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+def test_notebook_code_lines_fit_the_page(path):
+    """Every line of every code cell is at most 79 characters, so the book shows it without scrolling sideways."""
+    nb = nbformat.read(path, as_version=4)
+    too_long = [f"  cell {i}, line {n}: {len(line)} characters: {line}"
+                for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+                for n, line in enumerate(cell.source.split("\n"), start=1) if len(line) > MAX_CODE_LINE]
+    assert not too_long, (f"{path.name}: code lines over {MAX_CODE_LINE} characters (cells counted from 0, "
+                          f"lines from 1); rewrap them:\n" + "\n".join(too_long))
+
+
 @pytest.mark.parametrize("path", PAPER_NOTEBOOKS or [None], ids=ids(PAPER_NOTEBOOKS) or ["none"])
 def test_paper_notebook_parameters(path):
     assert path is not None, "no paper notebooks (notebooks/02_*.ipynb ... 89_*.ipynb) yet"

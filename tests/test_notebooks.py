@@ -109,4 +109,9 @@ def test_paper_notebook_on_real_subset(path, dataset, shared_data, tmp_path_fact
             assert value is None or math.isfinite(value), f"{variant}/{name} = {value}"
             if value is not None and any(k in name for k in ("accuracy", "precision", "recall", "f1")):
                 assert 0.0 <= value <= 1.0, f"{variant}/{name} = {value} is not a fraction"
-    assert record["duration_s"] > 0 and record["environment"]["torch"]
+    assert record["duration_s"] > 0 and record["environment"]["torch"] and record["environment"]["ssltutor"]
+    # what the chapters plot from committed results: the images used, the preset, per-epoch (or per-task) histories
+    assert record["images"]["train"] > 0 and record["images"]["test"] > 0, record.get("images")
+    assert record["settings"]["image_size"] > 0 and "epochs" in record["settings"]
+    assert record["histories"] and all(h for h in record["histories"].values()), "empty histories"
+    assert all(len(set(map(len, h.values()))) == 1 for h in record["histories"].values()), "ragged history"

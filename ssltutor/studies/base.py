@@ -179,7 +179,7 @@ def write_metrics(output_dir: str | Path, notebook: str, params: dict, results: 
     if settings is not None:
         record["settings"] = _json_safe(settings)
     if histories is not None:
-        record["histories"] = {variant: history_columns(h) for variant, h in histories.items()}
+        record["histories"] = {variant: history_columns(h) for variant, h in histories.items() if h is not None}
     path = out / "metrics.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2, sort_keys=True))

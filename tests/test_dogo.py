@@ -10,7 +10,7 @@ from ssltutor.data import augment, load, symmetric_label_noise
 from ssltutor.evaluate import extract_features, knn_accuracy
 from ssltutor.studies import dogo as dogo_study
 from ssltutor.studies.base import cap
-from ssltutor.methods import Batch, create
+from ssltutor.methods import Batch, SimCLR, SimSiam, create
 from ssltutor.methods.dogo import DoGo, backbone_from_name, default_peer, dogo_projector
 from ssltutor.presets import preset
 from ssltutor.probes import holdout_fraction, probe_key, probe_suite
@@ -61,13 +61,90 @@ def test_step_returns_every_part_and_the_sum():
     assert sum(len(g["params"]) for g in groups) == len(_params(m)) > len(_params(m.backbone))
 
 
+def _simclr_reference(model, v1, v2):
+    """NT-Xent of model 1 on its two views, by hand: DoGo's head and tau 0.5."""
+    z1, z2 = model.projector(model.backbone(v1)), model.projector(model.backbone(v2))
+    return losses.nt_xent(z1, z2, 0.5), (z1, z2)
+
+
+def _simsiam_reference(model, v1, v2):
+    """SimSiam's symmetric negative cosine with stop-gradient, by hand; returns (loss, predictions, projections)."""
+    z1, z2 = model.projector(model.backbone(v1)), model.projector(model.backbone(v2))
+    p1, p2 = model.predictor(z1), model.predictor(z2)
+    loss = (losses.negative_cosine(p1, z2.detach()) + losses.negative_cosine(p2, z1.detach())) / 2
+    return loss, (p1, p2), (z1, z2)
+
+
+@pytest.mark.parametrize("objectives", [("simclr", "simclr"), ("simclr", "simsiam"), ("simsiam", "simsiam")])
+@pytest.mark.parametrize("kl_reduction", ["batchmean", "mean"])
+def test_loss_is_both_base_losses_plus_the_weighted_kl_on_each_models_own_views(objectives, kl_reduction):
+    """L = L_ssl(model 1) + L_ssl(model 2) + lambda1 KL(P_2 || P_1) + lambda2 KL(P_1 || P_2), every term recomputed
+    from the four views the step draws (model 1's two, then model 2's), with the paper's formulas."""
+    m = _pair(objective=objectives[0], peer_objective=objectives[1], lambda1=0.7, lambda2=0.2,
+              kl_reduction=kl_reduction)
+    assert [type(model) for model in m.models] == [{"simclr": SimCLR, "simsiam": SimSiam}[o] for o in objectives]
+    assert m.models[0].backbone is m.backbone and m.models[1].backbone is m.peer
+    out = m.step(_batch(seed=1))
+    again = _batch(seed=1)  # the same images and generator state as the step's batch
+    v = m.views(again.images, again.generator)
+    parts = []  # (ssl loss, distilled pair, projections) per model
+    for model, (a, b) in zip(m.models, (v[:2], v[2:])):
+        if isinstance(model, SimCLR):
+            loss, z = _simclr_reference(model, a, b)
+            parts.append((loss, z, z))
+        else:
+            parts.append(_simsiam_reference(model, a, b))
+    (ssl1, d1, z1), (ssl2, d2, z2) = parts
+    both_simsiam = objectives == ("simsiam", "simsiam")
+    kl1 = losses.dogo_kl(*d1, *(z2 if both_simsiam else d2), 0.1, kl_reduction)
+    kl2 = losses.dogo_kl(*d2, *(z1 if both_simsiam else d1), 0.1, kl_reduction)
+    for key, expected in (("ssl1", ssl1), ("ssl2", ssl2), ("kl1", kl1), ("kl2", kl2),
+                          ("loss", ssl1 + ssl2 + 0.7 * kl1 + 0.2 * kl2)):
+        torch.testing.assert_close(out[key], expected, msg=key)
+
+
+def _shifted(step, offset):
+    def shifted(self, batch):
+        out = step(self, batch)
+        return {**out, "loss": out["loss"] + offset}
+    return shifted
+
+
+def test_each_ssl_loss_is_the_one_its_base_method_computes(monkeypatch):
+    """DoGo has no copy of an objective: change what SimCLR.step and SimSiam.step return and DoGo's SSL terms
+    follow, while the KL terms (computed by DoGo from the returned outputs) stay as they were."""
+    m, alone = _pair(objective="simclr", peer_objective="simsiam"), create(
+        "dogo_baseline", backbone_from_name("small_convnet4"), objective="simsiam", **OPTIONS)
+    plain, plain_alone = m.step(_batch()), alone.step(_batch())
+    monkeypatch.setattr(SimCLR, "step", _shifted(SimCLR.step, 1.0))
+    monkeypatch.setattr(SimSiam, "step", _shifted(SimSiam.step, 10.0))
+    shifted, shifted_alone = m.step(_batch()), alone.step(_batch())
+    torch.testing.assert_close(shifted["ssl1"], plain["ssl1"] + 1.0)
+    torch.testing.assert_close(shifted["ssl2"], plain["ssl2"] + 10.0)
+    torch.testing.assert_close(shifted["kl1"], plain["kl1"])
+    torch.testing.assert_close(shifted["loss"], plain["loss"] + 11.0)
+    torch.testing.assert_close(shifted_alone["loss"], plain_alone["loss"] + 10.0)
+
+
+def test_state_dict_names_each_parameter_once():
+    m = _pair(objective="simclr", peer_objective="simsiam")
+    keys = list(m.state_dict())
+    assert {k.split(".")[0] for k in keys} == {"models"}
+    assert {k.split(".")[2] for k in keys} == {"backbone", "projector", "predictor"}
+    assert sum(v.numel() for k, v in m.state_dict().items() if "running" not in k and "num_batches" not in k) == \
+        sum(p.numel() for p in m.parameters())
+    base = create("dogo_baseline", backbone_from_name("small_convnet4"), **OPTIONS)
+    assert {k.split(".")[1] for k in base.state_dict()} == {"backbone", "projector"}
+
+
 def test_kl_is_zero_when_both_models_produce_the_same_similarities():
     torch.manual_seed(0)
     backbone = backbone_from_name("small_convnet4")
     m = create("dogo", backbone, peer=copy.deepcopy(backbone), **OPTIONS)
-    m.objectives[1].load_state_dict(m.objectives[0].state_dict())
+    m.models[1].load_state_dict(m.models[0].state_dict())
     plain = augment.eval_transform(16, *augment.IMAGENET_STATS)
-    m.views = augment.MultiView([plain, plain, plain, plain])  # the same two views for both models
+    for model in m.models:  # the same two views for both models
+        model.views = augment.MultiView([plain, plain])
     out = m.step(_batch())
     assert out["kl1"].abs() < 1e-5 and out["kl2"].abs() < 1e-5
     assert out["ssl1"] > 0  # the SSL terms are untouched
@@ -76,10 +153,10 @@ def test_kl_is_zero_when_both_models_produce_the_same_similarities():
 def test_no_gradient_reaches_the_peer_through_the_kl():
     m = _pair()
     out = m.step(_batch())
-    peer_side = _params(m.peer) + _params(m.objectives[1])
+    peer_side = _params(m.models[1])
     for g in torch.autograd.grad(out["kl1"], peer_side, allow_unused=True):
         assert g is None or g.abs().max() == 0
-    own_side = _params(m.backbone) + _params(m.objectives[0])
+    own_side = _params(m.models[0])
     assert any(g is not None and g.abs().max() > 0
                for g in torch.autograd.grad(out["kl1"], own_side, allow_unused=True))
 
@@ -88,8 +165,7 @@ def test_no_gradient_reaches_the_peer_through_the_kl():
 def test_one_optimizer_over_both_models_equals_two_optimizers(objectives):
     """d(L1 + L2)/d(theta_1) = dL1/d(theta_1) (and the mirror), so one Adam over both = one Adam per model."""
     m = _pair(objective=objectives[0], peer_objective=objectives[1])
-    model1 = _params(m.backbone) + _params(m.objectives[0])
-    model2 = _params(m.peer) + _params(m.objectives[1])
+    model1, model2 = _params(m.models[0]), _params(m.models[1])
     out = m.step(_batch())
     total1 = torch.autograd.grad(out["loss"], model1, retain_graph=True)
     alone1 = torch.autograd.grad(out["loss1"], model1, retain_graph=True)
@@ -101,8 +177,7 @@ def test_one_optimizer_over_both_models_equals_two_optimizers(objectives):
     # and the optimizer steps agree: one Adam over everything vs one Adam per model
     twin = copy.deepcopy(m)
     one = torch.optim.Adam(_params(m), lr=1e-2, weight_decay=1e-6)
-    two = [torch.optim.Adam(_params(twin.backbone) + _params(twin.objectives[0]), lr=1e-2, weight_decay=1e-6),
-           torch.optim.Adam(_params(twin.peer) + _params(twin.objectives[1]), lr=1e-2, weight_decay=1e-6)]
+    two = [torch.optim.Adam(_params(model), lr=1e-2, weight_decay=1e-6) for model in twin.models]
     for _ in range(2):  # the second step uses Adam's moment estimates
         out, out_twin = m.step(_batch(seed=3)), twin.step(_batch(seed=3))
         one.zero_grad()

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ssltutor import gradcam, losses
 from ssltutor.data import augment
-from ssltutor.methods import Batch, create
+from ssltutor.methods import Batch, SimCLR, create
 from ssltutor.studies import fkt
 from ssltutor.models import create_backbone
 from ssltutor.presets import PAPER_PRESETS, preset
@@ -44,6 +44,44 @@ def test_joint_loss_is_the_sum_of_its_parts(ssl_weight, classifier_input):
     ce = F.cross_entropy(method.classifier(method.backbone(x)), labels)
     torch.testing.assert_close(out["ssl"], ssl)
     torch.testing.assert_close(out["ce"], ce)
+
+
+@pytest.mark.parametrize("similarity", fkt.SIMILARITIES)
+def test_ssl_term_is_the_loss_of_a_simclr_step_on_the_same_views(similarity):
+    """The NT-Xent term is SimCLR's: a separate SimCLR on FKT's backbone, projector, tau, similarity and views
+    gives the same loss from the same generator state."""
+    method = _fkt(similarity=similarity, ssl_weight=0.3)
+    images, labels = _batch()
+    out = _step(method, images, labels)
+    simclr = SimCLR(method.backbone, temperature=0.5, normalize=similarity == "cosine", image_size=32,
+                    views=method.views, projector=method.projector)
+    torch.testing.assert_close(out["ssl"], _step(simclr, images, labels)["loss"].detach())
+    assert isinstance(method.base, SimCLR) and method.base.normalize == (similarity == "cosine")
+
+
+def test_fkt_has_no_copy_of_nt_xent(monkeypatch):
+    """Change what SimCLR.step returns and FKT's SSL term follows; the cross-entropy does not move."""
+    method = _fkt(ssl_weight=0.3)
+    images, labels = _batch()
+    plain = _step(method, images, labels)
+    step = SimCLR.step
+    monkeypatch.setattr(SimCLR, "step", lambda self, batch: {**(out := step(self, batch)), "loss": out["loss"] + 1.0})
+    shifted = _step(method, images, labels)
+    torch.testing.assert_close(shifted["ssl"], plain["ssl"] + 1.0)
+    torch.testing.assert_close(shifted["ce"], plain["ce"])
+    torch.testing.assert_close(shifted["loss"], plain["loss"] + 0.3)
+
+
+def test_rt_pretrains_with_the_simclr_branch_of_fkt():
+    settings = preset("cpu", paper="fkt")
+    stats = augment.FKT_CODE_STATS
+    rt = fkt.build_method("rt", create_backbone("small_convnet", width=8), 4, settings, stats)
+    joint = fkt.build_method("fkt", create_backbone("small_convnet", width=8), 4, settings, stats)
+    assert type(rt) is SimCLR and type(joint.base) is SimCLR
+    assert (rt.temperature, rt.normalize) == (joint.base.temperature, joint.base.normalize)
+    assert str(rt.projector) == str(joint.projector)
+    assert [v.config for v in rt.views.views.views] == [v.config for v in joint.views.views.views]
+    assert {k.split(".")[0] for k in joint.state_dict()} == {"classifier", "base"}
 
 
 def test_loss_backpropagates_into_backbone_classifier_and_projector():

@@ -47,6 +47,41 @@ def test_step_returns_finite_loss_and_backprops(name):
     assert all(p.ndim <= 1 for p in groups[1]["params"]) and groups[1]["weight_decay"] == 0.0
 
 
+@pytest.mark.parametrize("name", [n for n in ENGINE if n != "supervised"])
+def test_ssl_step_returns_its_views_features_projections_and_predictions(name):
+    """What the wrappers (CaSSLe, DoGo, FKT, rotation) build on: the views, and per view h = f(v), z = g(h) in the
+    graph; BYOL and SimSiam also their predictions p = q(z)."""
+    m = _make(name)
+    out = m.step(_batch())
+    views, feats, z = out["views"], out["feats"], out["z"]
+    assert len(views) >= 2 and len(feats) == len(z) == 2
+    for v, h, zi in zip(views, feats, z):
+        assert h.shape == (16, m.backbone.feature_dim) and zi.shape == (16, m.embed_dim) and zi.requires_grad
+        torch.testing.assert_close(zi, m.projector(h))
+    if name in ("byol", "simsiam"):
+        for zi, pi in zip(z, out["p"]):
+            torch.testing.assert_close(pi, m.predictor(zi))
+    else:
+        assert "p" not in out
+
+
+def test_a_ready_projector_replaces_the_named_head():
+    from torch import nn
+
+    backbone = create_backbone("small_convnet", width=8)
+    ready = nn.Sequential(nn.Linear(backbone.feature_dim, 24, bias=False), nn.BatchNorm1d(24), nn.ReLU(),
+                          nn.Linear(24, 12))
+    m = create("simsiam", backbone, projector=ready, **SMALL)
+    assert m.projector is ready and m.embed_dim == 12 and m.predictor[0].in_features == 12
+    assert m.step(_batch())["z"][0].shape == (16, 12)
+    with pytest.raises(ValueError, match="backbone gives"):
+        create("simclr", create_backbone("small_convnet", width=8), projector=nn.Sequential(nn.Linear(7, 4)))
+    with pytest.raises(ValueError, match="proj_hidden"):
+        create("simclr", create_backbone("small_convnet", width=8), projector=ready, proj_out=8)
+    with pytest.raises(ValueError, match="nn.Sequential ending in Linear"):
+        create("simclr", create_backbone("small_convnet", width=8), projector=nn.ReLU())
+
+
 def test_every_engine_method_is_registered():
     assert set(ENGINE) <= set(METHODS)
 

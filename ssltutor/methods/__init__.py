@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from ..data import augment
 from ..models import Backbone, create_backbone
-from .base import Batch, Method, allowed_options, check_options, cosine_momentum, ema_update, frozen_copy
+from .base import (Batch, Method, Wrapper, allowed_options, check_options, cosine_momentum, ema_update,
+                   frozen_copy)
 from .ssl import SSL_CLASSES, BYOL, VICReg, BarlowTwins, MoCoV2Plus, SimCLR, SimSiam, SSLMethod, SwAV
 from .supervised import Supervised
 
@@ -42,6 +43,6 @@ def create(name: str, backbone: Backbone | str | None = None, *, dataset: str | 
     return cls(backbone, **options)
 
 
-__all__ = ["Batch", "Method", "METHODS", "SSL_METHODS", "create", "allowed_options", "frozen_copy",
+__all__ = ["Batch", "Method", "Wrapper", "METHODS", "SSL_METHODS", "create", "allowed_options", "frozen_copy",
            "ema_update", "cosine_momentum", "SSLMethod", "Supervised", "SimCLR", "BYOL", "MoCoV2Plus", "SimSiam",
            "BarlowTwins", "VICReg", "SwAV", "RotationAuxiliary", "RotNet", "rotation_class", "with_rotation"]

@@ -3,8 +3,9 @@
 A method owns its networks and its view pipeline. The fit loop hands it a :class:`Batch` of uint8 images that
 already live on the device; ``step`` augments them, runs the networks and returns a dict with ``loss`` and named
 scalar metrics; a method with views and projections (the SSL objectives) also returns ``views`` (the list of
-augmented views it trained on) and ``z`` (the list of their projections, in the graph), which the methods that
-wrap another (CaSSLe, the rotation auxiliary) build on. The fit loop logs the scalar tensors only.
+augmented views it trained on), ``feats`` and ``z`` (their pooled backbone features and projections, in the graph)
+and, with a predictor (BYOL, SimSiam), ``p`` (the predictions): what the methods that wrap another (CaSSLe, DoGo,
+FKT, the rotation auxiliary) build on, so no objective is computed twice. The fit loop logs the scalar tensors only.
 ``on_step_end`` updates momentum encoders and queues; ``backbone`` is what evaluation uses.
 """
 from __future__ import annotations
@@ -105,6 +106,61 @@ class Method(nn.Module):
         """Augmented float views of the batch, in the memory format the fit loop chose."""
         views = self.views(batch.images, batch.generator)
         return [v.contiguous(memory_format=self.memory_format) for v in views]
+
+
+class Wrapper(Method):
+    """A method built from whole methods (CaSSLe and FKT wrap one, ``self.base``; DoGo a pair): the wrapped
+    methods keep their networks, views and objectives, and the wrapper combines what their ``step`` returns.
+
+    The first method of :meth:`wrapped` is the one evaluation uses: its backbone, views, eval transform, image size
+    and statistics are the wrapper's. The memory format and the step hooks reach every wrapped method. Subclasses
+    call ``Wrapper.__init__`` (not ``Method.__init__``: the backbones belong to the wrapped methods, so each
+    parameter has one name in the state dict) and then register the methods they wrap.
+    """
+
+    def __init__(self):
+        nn.Module.__init__(self)
+
+    def wrapped(self) -> list[Method]:
+        """The wrapped methods, the one evaluation uses first (default: ``[self.base]``)."""
+        return [self.base]
+
+    @property
+    def backbone(self) -> Backbone:
+        return self.wrapped()[0].backbone
+
+    @property
+    def views(self):
+        return self.wrapped()[0].views
+
+    @property
+    def eval_transform(self):
+        return self.wrapped()[0].eval_transform
+
+    @property
+    def image_size(self) -> int:
+        return self.wrapped()[0].image_size
+
+    @property
+    def stats(self):
+        return self.wrapped()[0].stats
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return self.wrapped()[0].memory_format
+
+    @memory_format.setter
+    def memory_format(self, value: torch.memory_format) -> None:
+        for method in self.wrapped():
+            method.memory_format = value
+
+    def on_step_end(self, progress: float) -> None:
+        for method in self.wrapped():
+            method.on_step_end(progress)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        for method in self.wrapped():
+            method.on_epoch_start(epoch)
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:

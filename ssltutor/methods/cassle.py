@@ -41,7 +41,7 @@ from torch import nn
 from .. import losses
 from ..data import augment
 from ..models import Backbone, head
-from .base import Batch, Method, check_options, frozen_copy
+from .base import Batch, Wrapper, check_options, frozen_copy
 from .ssl import SSL_CLASSES, BYOL, VICReg, BarlowTwins, MoCoV2Plus, SimCLR, SimSiam, SSLMethod, SwAV
 
 DISTILLERS = ("contrastive", "predictive", "decorrelative", "predictive_mse", "knowledge")
@@ -66,7 +66,7 @@ def distiller_for(base: SSLMethod) -> str:
     raise ValueError(f"CaSSLe has no distiller for {type(base).__name__}: wrap one of {supported}")
 
 
-class CaSSLe(Method):
+class CaSSLe(Wrapper):
     """Continual wrapper around an SSL method (Fini et al., 2022).
 
     Args:
@@ -90,7 +90,7 @@ class CaSSLe(Method):
                  distiller: str | None = None, distill_lambda: float | None = None,
                  distill_temperature: float | None = None, pred_hidden: int | None = None,
                  frozen_bn_train: bool = False, reset_predictor: bool = True, seed: int = 0):
-        nn.Module.__init__(self)  # not Method.__init__: backbone, views and memory_format belong to the base method
+        super().__init__()  # Wrapper: backbone, views and memory_format belong to the base method
         if isinstance(base, Backbone):
             if ssl_method not in SSL_CLASSES:
                 raise ValueError(f"unknown ssl_method {ssl_method!r}: choose one of {', '.join(SSL_CLASSES)}")
@@ -120,49 +120,15 @@ class CaSSLe(Method):
         self.register_buffer("frozen_prototypes", None)
         self.register_buffer("task", torch.zeros((), dtype=torch.long))
 
-    # --- the base method's surface, shared ----------------------------------------------------------------
-    @property
-    def backbone(self) -> Backbone:
-        return self.base.backbone
-
+    # --- the base method's surface (backbone, views, memory format, hooks) comes from Wrapper -----------------
     @property
     def projector(self) -> nn.Module:
         return self.base.projector
 
     @property
-    def views(self):
-        return self.base.views
-
-    @property
-    def eval_transform(self):
-        return self.base.eval_transform
-
-    @property
-    def image_size(self) -> int:
-        return self.base.image_size
-
-    @property
-    def stats(self):
-        return self.base.stats
-
-    @property
-    def memory_format(self) -> torch.memory_format:
-        return self.base.memory_format
-
-    @memory_format.setter
-    def memory_format(self, value: torch.memory_format) -> None:
-        self.base.memory_format = value
-
-    @property
     def distilling(self) -> bool:
         """True from the second task on (a frozen past network exists)."""
         return self.frozen_backbone is not None
-
-    def on_step_end(self, progress: float) -> None:
-        self.base.on_step_end(progress)
-
-    def on_epoch_start(self, epoch: int) -> None:
-        self.base.on_epoch_start(epoch)
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -12,6 +12,10 @@ and each model is pulled towards the peer's (detached) distribution, deep-mutual
 
     L_1 = L_ssl(model 1) + lambda1 * KL(P_2 || P_1)        L_2 = L_ssl(model 2) + lambda2 * KL(P_1 || P_2)
 
+Each model is a base method of :mod:`ssltutor.methods.ssl` (:func:`dogo_model`: SimCLR or SimSiam with DoGo's
+settings), so L_ssl is that method's own loss; DoGo computes only the KL terms, from the projections (SimCLR) or
+predictions (SimSiam) the two methods' ``step`` return (:func:`distilled_outputs`).
+
 One optimizer, two objectives. The released code steps two Adam optimizers, one per model. Here the fit loop
 minimises ``L_1 + L_2`` with one optimizer over both parameter sets. The sets are disjoint and each KL target is
 detached, so d(L_1 + L_2)/d(theta_1) = dL_1/d(theta_1) and d(L_1 + L_2)/d(theta_2) = dL_2/d(theta_2). Adam, SGD
@@ -42,15 +46,15 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from .. import losses
 from ..data import augment
-from ..models import Backbone, create_backbone, head, mlp
-from .base import Batch, Method
+from ..models import Backbone, create_backbone, mlp
+from .base import Batch, Method, Wrapper
+from .ssl import SimCLR, SimSiam
 
 OBJECTIVES = ("simclr", "simsiam")
 KL_REDUCTIONS = ("batchmean", "mean")
@@ -100,50 +104,34 @@ def dogo_projector(feature_dim: int, scale: float = 1.0) -> nn.Sequential:
     return mlp([feature_dim, _scaled(512, scale), _scaled(128, scale)], batch_norm=True)
 
 
-@dataclass
-class ObjectiveOutput:
-    """loss: the SSL loss of one model. outputs: (B, D) pair that model distils (SimCLR projections, SimSiam
-    predictions) for views 1 and 2. projections: the projector outputs (B, D) of views 1 and 2."""
+def dogo_model(objective: str, backbone: Backbone, head_scale: float = 1.0, temperature: float = 0.5,
+               image_size: int = 32, stats=augment.IMAGENET_STATS,
+               crop_scale: tuple[float, float] = (0.08, 1.0)) -> SimCLR | SimSiam:
+    """One model of a DoGo pair: a base method of :mod:`ssltutor.methods.ssl` with DoGo's settings, which computes
+    that model's SSL loss itself.
 
-    loss: Tensor
-    outputs: tuple[Tensor, Tensor]
-    projections: tuple[Tensor, Tensor]
-
-
-class Objective(nn.Module):
-    """The SSL objective of one model and its heads, applied to the pooled features (h1, h2) of its two views.
-
-    kind: "simclr" (NT-Xent, cosine, ``temperature``, DoGo head) or "simsiam" (negative cosine with stop-gradient,
-    projector + predictor).
+    objective: ``"simclr"``: :class:`SimCLR` (NT-Xent, cosine, ``temperature``; Chen et al. 2020, arXiv 2002.05709)
+    with DoGo's head :func:`dogo_projector`; ``"simsiam"``: :class:`SimSiam` (negative cosine with stop-gradient;
+    Chen & He 2021, arXiv 2011.10566) with its own projector and predictor. Each uses its recipe's two views
+    (SimCLR strength 1, SimSiam strength 0.5), crops of ``crop_scale`` of the image area.
     """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if head_scale <= 0:
+        raise ValueError(f"head_scale must be > 0, got {head_scale}")
+    common = dict(image_size=image_size, stats=stats, crop_scale=tuple(crop_scale))
+    if objective == "simclr":
+        return SimCLR(backbone, temperature=temperature, projector=dogo_projector(backbone.feature_dim, head_scale),
+                      **common)
+    return SimSiam(backbone, head_scale=head_scale, **common)
 
-    def __init__(self, kind: str, feature_dim: int, head_scale: float = 1.0, temperature: float = 0.5):
-        super().__init__()
-        if kind not in OBJECTIVES:
-            raise ValueError(f"unknown objective {kind!r}: choose one of {', '.join(OBJECTIVES)}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.kind, self.temperature = kind, temperature
-        if kind == "simclr":
-            self.projector = dogo_projector(feature_dim, head_scale)
-            self.predictor = None
-        else:
-            self.projector = head("simsiam_projector", feature_dim, scale=head_scale)
-            out = self.projector[-1].num_features
-            self.predictor = head("simsiam_predictor", out, scale=head_scale, out=out)
 
-    def view_pipeline(self, image_size: int, stats, crop_scale: tuple[float, float] = (0.08, 1.0)) -> augment.MultiView:
-        """The two views this objective trains on (SimCLR strength 1, SimSiam strength 0.5), crops of
-        ``crop_scale`` of the image area."""
-        return augment.views_for(self.kind, image_size, *stats, scale=tuple(crop_scale))
-
-    def forward(self, h1: Tensor, h2: Tensor) -> ObjectiveOutput:
-        z1, z2 = self.projector(h1), self.projector(h2)
-        if self.predictor is None:
-            return ObjectiveOutput(losses.nt_xent(z1, z2, self.temperature), (z1, z2), (z1, z2))
-        p1, p2 = self.predictor(z1), self.predictor(z2)
-        loss = (losses.negative_cosine(p1, z2.detach()) + losses.negative_cosine(p2, z1.detach())) / 2
-        return ObjectiveOutput(loss, (p1, p2), (z1, z2))
+def distilled_outputs(out: dict) -> tuple[Tensor, Tensor]:
+    """The (B, D) pair a model distils, from its ``step`` output: its predictions ``p`` if it has a predictor
+    (SimSiam), else its projections ``z`` (SimCLR)."""
+    return tuple(out["p"] if "p" in out else out["z"])
 
 
 def _check_options(kl_reduction: str, kd_temperature: float, lambdas: dict[str, float]) -> None:
@@ -157,20 +145,21 @@ def _check_options(kl_reduction: str, kd_temperature: float, lambdas: dict[str, 
             raise ValueError(f"{name} must be >= 0, got {value}")
 
 
-def _batch_of(images: Tensor, generator: torch.Generator | None) -> Batch:
-    return Batch(images, torch.zeros(len(images), dtype=torch.long, device=images.device), generator)
-
-
-def _as_in_training(method: Method, run):
-    """``run(copy)`` on a throw-away copy of ``method`` in train mode: BatchNorm normalises with the batch's own
-    statistics, as in the loss, and the method's running statistics stay untouched. (In eval mode a freshly
-    initialised network maps every image to nearly the same projection, so P would look uniform.)"""
+def _as_in_training(method: DoGo | DoGoBaseline, images: Tensor, generator: torch.Generator | None,
+                    names: tuple[str, ...]) -> dict[str, Tensor]:
+    """{name: P} of each wrapped model, computed from its own step on the uint8 ``images`` by a throw-away copy of
+    ``method`` in train mode: BatchNorm normalises with the batch's own statistics, as in the loss, and the
+    method's running statistics stay untouched. (In eval mode a freshly initialised network maps every image to
+    nearly the same projection, so P would look uniform.)"""
     twin = copy.deepcopy(method).train()
-    return run(twin)
+    batch = Batch(images, torch.zeros(len(images), dtype=torch.long, device=images.device), generator)
+    return {name: losses.similarity_distribution(*distilled_outputs(m.step(batch)), method.kd_temperature)
+            for name, m in zip(names, twin.wrapped())}
 
 
-class DoGo(Method):
-    """Two models, one step: model 1 (``backbone``, the small one, what evaluation uses) and model 2 (``peer``).
+class DoGo(Wrapper):
+    """Two models, one step: model 1 (``backbone``, the small one, what evaluation uses) and model 2 (``peer``),
+    each a base SSL method (:func:`dogo_model`) in ``models``; DoGo adds the two KL terms to their own losses.
 
     Args:
         backbone: model 1, a Backbone. peer: model 2, a Backbone or a name (``"small_convnet64"``, ``"resnet50"``);
@@ -183,8 +172,10 @@ class DoGo(Method):
         head_scale: width factor of the heads. image_size, stats: the view pipelines' size and normalisation.
         crop_scale: RandomResizedCrop's area range (the code: 0.08-1; the cpu preset: 0.2-1, faster on short runs).
 
-    ``step`` returns loss (L_1 + L_2), loss1, loss2, ssl1, ssl2, kl1, kl2. The parts keep their graph, so
-    ``torch.autograd.grad(out["loss1"], ...)`` works; the fit loop logs them detached.
+    ``step`` runs model 1's step, then model 2's (each draws its own two views from the batch's generator) and
+    returns loss (L_1 + L_2), loss1, loss2, ssl1, ssl2 (the models' own losses), kl1, kl2. The parts keep their
+    graph, so ``torch.autograd.grad(out["loss1"], ...)`` works; the fit loop logs them detached. ``views`` shows
+    the four views (model 1's two, then model 2's) as one ``MultiView``.
     """
 
     def __init__(self, backbone: Backbone, peer: Backbone | str | None = None, objective: str = "simclr",
@@ -192,7 +183,7 @@ class DoGo(Method):
                  kl_reduction: str = "batchmean", kd_temperature: float = 0.1, temperature: float = 0.5,
                  head_scale: float = 1.0, image_size: int = 32, stats=augment.IMAGENET_STATS,
                  crop_scale: tuple[float, float] = (0.08, 1.0)):
-        super().__init__(backbone, image_size, stats)
+        super().__init__()
         _check_options(kl_reduction, kd_temperature, {"lambda1": lambda1, "lambda2": lambda2})
         if isinstance(peer, str):
             peer = backbone_from_name(peer)
@@ -202,84 +193,83 @@ class DoGo(Method):
             raise ValueError(f"peer must be a Backbone, a model name or None, got {type(peer).__name__}")
         if peer is backbone:
             raise ValueError("peer must be a different network from backbone (two models with their own weights)")
-        self.peer = peer
         peer_objective = objective if peer_objective is None else peer_objective
-        self.objectives = nn.ModuleList([Objective(objective, backbone.feature_dim, head_scale, temperature),
-                                         Objective(peer_objective, peer.feature_dim, head_scale, temperature)])
+        common = dict(head_scale=head_scale, temperature=temperature, image_size=image_size, stats=stats,
+                      crop_scale=crop_scale)
+        # Model 1 first: its head is drawn from the global RNG before the peer's (studies.dogo relies on it).
+        self.models = nn.ModuleList([dogo_model(objective, backbone, **common),
+                                     dogo_model(peer_objective, peer, **common)])
         self.lambda1, self.lambda2 = float(lambda1), float(lambda2)
         self.kl_reduction, self.kd_temperature = kl_reduction, kd_temperature
-        # Each model gets its own two views: 4 views of every image, drawn one after the other from one generator.
-        self.views = augment.MultiView([v for o in self.objectives
-                                        for v in o.view_pipeline(image_size, stats, crop_scale).views])
+
+    def wrapped(self) -> list[Method]:
+        return list(self.models)
+
+    @property
+    def peer(self) -> Backbone:
+        return self.models[1].backbone
 
     @property
     def backbones(self) -> tuple[Backbone, Backbone]:
         """(model 1, model 2)."""
         return self.backbone, self.peer
 
-    def encode(self, views: list[Tensor]) -> tuple[ObjectiveOutput, ObjectiveOutput]:
-        """4 views (model 1's two, then model 2's two) -> both models' objective outputs."""
-        v1, v2, v3, v4 = views
-        return (self.objectives[0](self.backbone(v1), self.backbone(v2)),
-                self.objectives[1](self.peer(v3), self.peer(v4)))
+    @property
+    def views(self) -> augment.MultiView:
+        """Each model's two views, model 1's first: the four views a step draws, in that order."""
+        return augment.MultiView([v for m in self.models for v in m.views.views])
 
-    def distillation(self, out1: ObjectiveOutput, out2: ObjectiveOutput) -> tuple[Tensor, Tensor]:
-        """(KL(P_2 || P_1), KL(P_1 || P_2)), each with the peer's distribution detached."""
-        both_simsiam = self.objectives[0].kind == self.objectives[1].kind == "simsiam"
-        target1 = out2.projections if both_simsiam else out2.outputs
-        target2 = out1.projections if both_simsiam else out1.outputs
-        kl1 = losses.dogo_kl(*out1.outputs, *target1, self.kd_temperature, self.kl_reduction)
-        kl2 = losses.dogo_kl(*out2.outputs, *target2, self.kd_temperature, self.kl_reduction)
+    def distillation(self, out1: dict, out2: dict) -> tuple[Tensor, Tensor]:
+        """(KL(P_2 || P_1), KL(P_1 || P_2)) from the two models' step outputs, each with the peer's distribution
+        detached (:func:`ssltutor.losses.dogo_kl`). When both models are SimSiam, the peer's target is its
+        projector output instead of its predictions, as in the code's ``train_util.py``."""
+        both_simsiam = all(isinstance(m, SimSiam) for m in self.models)
+        student1, student2 = distilled_outputs(out1), distilled_outputs(out2)
+        target1 = out2["z"] if both_simsiam else student2
+        target2 = out1["z"] if both_simsiam else student1
+        kl1 = losses.dogo_kl(*student1, *target1, self.kd_temperature, self.kl_reduction)
+        kl2 = losses.dogo_kl(*student2, *target2, self.kd_temperature, self.kl_reduction)
         return kl1, kl2
 
     def step(self, batch: Batch) -> dict[str, Tensor]:
-        out1, out2 = self.encode(self.make_views(batch))
+        out1, out2 = (m.step(batch) for m in self.models)
         kl1, kl2 = self.distillation(out1, out2)
-        loss1 = out1.loss + self.lambda1 * kl1
-        loss2 = out2.loss + self.lambda2 * kl2
-        return {"loss": loss1 + loss2, "loss1": loss1, "loss2": loss2, "ssl1": out1.loss, "ssl2": out2.loss,
+        loss1 = out1["loss"] + self.lambda1 * kl1
+        loss2 = out2["loss"] + self.lambda2 * kl2
+        return {"loss": loss1 + loss2, "loss1": loss1, "loss2": loss2, "ssl1": out1["loss"], "ssl2": out2["loss"],
                 "kl1": kl1, "kl2": kl2}
 
     @torch.no_grad()
     def similarity_distributions(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """P_1 and P_2 (each (B, B), rows sum to 1) of a uint8 batch, as the loss sees them (see
         :func:`_as_in_training`)."""
-        out1, out2 = _as_in_training(self, lambda m: m.encode(m.make_views(_batch_of(images, generator))))
-        tau = self.kd_temperature
-        return {"model 1": losses.similarity_distribution(*out1.outputs, tau),
-                "model 2": losses.similarity_distribution(*out2.outputs, tau)}
+        return _as_in_training(self, images, generator, ("model 1", "model 2"))
 
 
-class DoGoBaseline(Method):
-    """One model of the pair trained alone, the paper's baseline: the same objective, head, temperature and views
-    as in :class:`DoGo`, without peer or KL. With ``objective="simclr"`` this is plain SimCLR with DoGo's head.
-    ``step`` returns loss and ssl1. ``kd_temperature`` is used only by :meth:`similarity_distributions`."""
+class DoGoBaseline(Wrapper):
+    """One model of the pair trained alone, the paper's baseline: the same base method (:func:`dogo_model`: objective,
+    head, temperature and views as in :class:`DoGo`) in ``base``, without peer or KL. With ``objective="simclr"``
+    this is plain SimCLR with DoGo's head. ``step`` returns loss and ssl1 (the same: the base method's loss).
+    ``kd_temperature`` is used only by :meth:`similarity_distributions`."""
 
     def __init__(self, backbone: Backbone, objective: str = "simclr", temperature: float = 0.5,
                  head_scale: float = 1.0, kd_temperature: float = 0.1, image_size: int = 32,
                  stats=augment.IMAGENET_STATS, crop_scale: tuple[float, float] = (0.08, 1.0)):
-        super().__init__(backbone, image_size, stats)
+        super().__init__()
         if kd_temperature <= 0:
             raise ValueError(f"kd_temperature must be > 0, got {kd_temperature}")
-        self.objective = Objective(objective, backbone.feature_dim, head_scale, temperature)
+        self.base = dogo_model(objective, backbone, head_scale, temperature, image_size, stats, crop_scale)
         self.kd_temperature = kd_temperature
-        self.views = self.objective.view_pipeline(image_size, stats, crop_scale)
 
     def step(self, batch: Batch) -> dict[str, Tensor]:
-        v1, v2 = self.make_views(batch)
-        out = self.objective(self.backbone(v1), self.backbone(v2))
-        return {"loss": out.loss, "ssl1": out.loss}
+        loss = self.base.step(batch)["loss"]
+        return {"loss": loss, "ssl1": loss}
 
     @torch.no_grad()
     def similarity_distributions(self, images: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """{"model": P} (B, B) of a uint8 batch, as the loss sees it (see :func:`_as_in_training`)."""
-        def run(m):
-            v1, v2 = m.make_views(_batch_of(images, generator))
-            return m.objective(m.backbone(v1), m.backbone(v2))
-
-        out = _as_in_training(self, run)
-        return {"model": losses.similarity_distribution(*out.outputs, self.kd_temperature)}
+        return _as_in_training(self, images, generator, ("model",))
 
 
-__all__ = ["DoGo", "DoGoBaseline", "Objective", "ObjectiveOutput", "OBJECTIVES", "KL_REDUCTIONS",
-           "backbone_from_name", "default_peer", "dogo_projector"]
+__all__ = ["DoGo", "DoGoBaseline", "OBJECTIVES", "KL_REDUCTIONS", "backbone_from_name", "default_peer",
+           "dogo_model", "dogo_projector", "distilled_outputs"]

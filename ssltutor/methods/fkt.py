@@ -7,9 +7,12 @@ optimises both objectives at once, in one stage, through one shared backbone f::
     L_FKT = CE(classifier(f(x)), y) + lambda * NT-Xent(g(f(v1)), g(f(v2)))
 
 x is the clean image (the released code) or an augmented view, v1/v2 are two SSL views of x, g the projector.
+The NT-Xent term is a whole SimCLR method (Chen et al. 2020, arXiv 2002.05709) with FKT's projector, temperature,
+similarity and views (:func:`fkt_simclr`): FKT adds the classifier and its cross-entropy to that method's loss, and
+representational transfer pre-trains with the same SimCLR.
 
-This module holds the method (:class:`FKT`), its views and its projector; the experiment around it (the three
-variants, model selection) is :mod:`ssltutor.studies.fkt`.
+This module holds the method (:class:`FKT`), its SimCLR branch, views and projector; the experiment around it (the
+three variants, model selection) is :mod:`ssltutor.studies.fkt`.
 """
 from __future__ import annotations
 
@@ -19,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import losses
 from ..data import augment
 from ..models import Backbone, mlp
-from .base import Batch, Method
+from .base import Batch, Wrapper
+from .ssl import SimCLR
 
 SIMILARITIES = ("cosine", "dot")
 CLASSIFIER_INPUTS = ("clean", "augmented")
@@ -68,8 +71,29 @@ def fkt_projector(feature_dim: int, hidden: int | None = None, out: int | None =
     return mlp([feature_dim, hidden, out], batch_norm=False)
 
 
-class FKT(Method):
+def fkt_simclr(backbone: Backbone, image_size: int = 32, stats=augment.FKT_CODE_STATS, temperature: float = 0.5,
+               similarity: str = "cosine", proj_hidden: int | None = None, proj_out: int | None = None,
+               color_jitter: bool = False, hflip: bool = False, views=None) -> SimCLR:
+    """FKT's self-supervised branch: :class:`SimCLR` (NT-Xent, Chen et al. 2020, arXiv 2002.05709) with FKT's
+    projector g (:func:`fkt_projector`, widths ``proj_hidden``/``proj_out``), ``temperature`` (0.5, the code),
+    ``similarity`` (``"cosine"``, the paper; ``"dot"``, the code's raw dot product) and views
+    (:func:`fkt_view_pipeline`, or ``views``). FKT's joint loss and RT's pre-training both use it::
+
+        z = g(f(v)) for the 2B views,   l_i = -log( exp(s_i,pos(i) / tau) / sum_{k != i} exp(s_ik / tau) ),
+        NT-Xent = (1 / 2B) sum_i l_i,   s = cosine (similarity="cosine") or the raw dot product ("dot")
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    check_choice("similarity", similarity, SIMILARITIES)
+    views = views if views is not None else fkt_view_pipeline(image_size, stats, color_jitter, hflip)
+    return SimCLR(backbone, temperature=temperature, normalize=similarity == "cosine", image_size=image_size,
+                  stats=stats, views=views, projector=fkt_projector(backbone.feature_dim, proj_hidden, proj_out))
+
+
+class FKT(Wrapper):
     """Joint training: ``L = CE + ssl_weight * NT-Xent`` through one backbone, a linear classifier and a projector.
+    The NT-Xent term is the loss of ``base``, a :class:`SimCLR` built by :func:`fkt_simclr` on the same backbone;
+    FKT adds the classifier's cross-entropy.
 
     Args:
         backbone: shared encoder f.
@@ -86,38 +110,48 @@ class FKT(Method):
         proj_hidden, proj_out: projector widths (default: :func:`fkt_projector`).
         color_jitter, hflip: restore the two augmentations the code defines but never applies
             (``augment.fkt_views``); ``views`` replaces the whole view pipeline.
+
+    ``step`` returns ``loss`` (the joint loss), ``ce``, ``ssl`` (the NT-Xent term) and ``acc`` (training accuracy
+    of the batch), scalars only (notebook 02 tabulates them).
     """
 
     def __init__(self, backbone: Backbone, num_classes: int, image_size: int = 32, stats=augment.FKT_CODE_STATS,
                  ssl_weight: float = 1.0, temperature: float = 0.5, similarity: str = "cosine",
                  classifier_input: str = "clean", proj_hidden: int | None = None, proj_out: int | None = None,
                  color_jitter: bool = False, hflip: bool = False, views=None):
-        super().__init__(backbone, image_size, stats)
+        super().__init__()
         if num_classes is None or num_classes < 2:
             raise ValueError(f"fkt needs num_classes >= 2, got {num_classes}")
         if not ssl_weight >= 0:
             raise ValueError(f"ssl_weight (lambda) must be >= 0, got {ssl_weight}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        check_choice("similarity", similarity, SIMILARITIES)
         check_choice("classifier_input", classifier_input, CLASSIFIER_INPUTS)
         self.num_classes = num_classes
-        self.ssl_weight, self.temperature = float(ssl_weight), float(temperature)
-        self.similarity, self.classifier_input = similarity, classifier_input
-        self.classifier = nn.Linear(backbone.feature_dim, num_classes)
-        self.projector = fkt_projector(backbone.feature_dim, proj_hidden, proj_out)
-        self.views = views if views is not None else fkt_view_pipeline(image_size, stats, color_jitter, hflip)
+        self.ssl_weight, self.classifier_input = float(ssl_weight), classifier_input
+        self.classifier = nn.Linear(backbone.feature_dim, num_classes)  # drawn before the projector
+        self.base = fkt_simclr(backbone, image_size, stats, float(temperature), similarity, proj_hidden, proj_out,
+                               color_jitter, hflip, views)
+
+    # FKT's SSL settings are its SimCLR branch's, stored there once.
+    @property
+    def projector(self) -> nn.Module:
+        return self.base.projector
+
+    @property
+    def temperature(self) -> float:
+        return self.base.temperature
+
+    @property
+    def similarity(self) -> str:
+        return "cosine" if self.base.normalize else "dot"
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        v1, v2 = self.make_views(batch)[:2]
-        h1, h2 = self.backbone(v1), self.backbone(v2)
-        ssl = losses.nt_xent(self.projector(h1), self.projector(h2), self.temperature,
-                             normalize=self.similarity == "cosine")
+        out = self.base.step(batch)  # NT-Xent of the two SSL views, computed by SimCLR itself
+        ssl = out["loss"]
         if self.classifier_input == "clean":
             x = self.eval_transform(batch.images).contiguous(memory_format=self.memory_format)
             logits = self.classifier(self.backbone(x))
         else:
-            logits = self.classifier(h1)
+            logits = self.classifier(out["feats"][0])
         ce = F.cross_entropy(logits, batch.labels)
         return {"loss": ce + self.ssl_weight * ssl, "ce": ce.detach(), "ssl": ssl.detach(),
                 "acc": (logits.argmax(1) == batch.labels).float().mean()}
@@ -129,4 +163,4 @@ class FKT(Method):
 
 
 __all__ = ["SIMILARITIES", "CLASSIFIER_INPUTS", "PROJECTOR_REFERENCE", "FullPrecisionViews", "fkt_view_pipeline",
-           "fkt_projector", "FKT"]
+           "fkt_projector", "fkt_simclr", "FKT"]

@@ -22,8 +22,23 @@ def _embedding_std(z: torch.Tensor) -> torch.Tensor:
     return F.normalize(z.detach().float(), dim=1).std(dim=0).mean()
 
 
+def _check_projector(projector, feature_dim: int, proj_hidden, proj_out) -> None:
+    """A ready projector must read the backbone's features and end in a layer :attr:`SSLMethod.embed_dim` can
+    read; the named head's width options cannot resize it."""
+    if proj_hidden is not None or proj_out is not None:
+        raise ValueError("give either projector= (a ready head) or proj_hidden/proj_out (the named head's widths)")
+    layers = list(projector) if isinstance(projector, nn.Sequential) else []
+    if not layers or not isinstance(layers[-1], (nn.Linear, nn.BatchNorm1d)):
+        raise ValueError(f"projector must be an nn.Sequential ending in Linear or BatchNorm1d, got {projector!r}")
+    first = next((layer for layer in layers if isinstance(layer, nn.Linear)), None)
+    if first is not None and first.in_features != feature_dim:
+        raise ValueError(f"projector reads {first.in_features} features but the backbone gives {feature_dim}: "
+                         "build it for backbone.feature_dim")
+
+
 class SSLMethod(Method):
-    """Shared constructor pieces: the views and a projector named by ``projector`` in :data:`models.HEADS`."""
+    """Shared constructor pieces: the views and a projector, by default the head named by ``projector_kind`` in
+    :data:`models.HEADS`."""
 
     projector_kind = "simclr_projector"
     view_recipe = "simclr"
@@ -31,13 +46,21 @@ class SSLMethod(Method):
     def __init__(self, backbone, image_size: int = 32, stats=augment.IMAGENET_STATS, head_scale: float = 1.0,
                  proj_hidden: int | None = None, proj_out: int | None = None, views=None,
                  crop_scale: tuple[float, float] = (0.08, 1.0), jitter_strength: float | None = None,
-                 view_options: dict | None = None):
+                 view_options: dict | None = None, projector: nn.Sequential | None = None):
         """``crop_scale``: RandomResizedCrop's area range (0.08-1 in the papers; 0.2-1 learns faster on short CPU
         runs at 32 px). ``jitter_strength``: colour-jitter strength s of SimCLR-style views (None: the recipe's).
         ``view_options``: more options of the recipe's builder (``augment.views_for``), e.g. CaSSLe's VICReg views
-        ``{"solarize_p": (0.1, 0.1)}``."""
+        ``{"solarize_p": (0.1, 0.1)}``. ``projector``: a ready head that replaces the named one, for papers whose
+        head is not the method's own (DoGo's ``dogo_projector``, FKT's ``fkt_projector``): an ``nn.Sequential``
+        from the backbone's features to a last Linear or BatchNorm1d (``head_scale`` then sizes only the other
+        heads, e.g. SimSiam's predictor; ``proj_hidden``/``proj_out`` do not apply)."""
         super().__init__(backbone, image_size, stats)
-        self.projector = head(self.projector_kind, backbone.feature_dim, scale=head_scale, hidden=proj_hidden, out=proj_out)
+        if projector is None:
+            projector = head(self.projector_kind, backbone.feature_dim, scale=head_scale, hidden=proj_hidden,
+                             out=proj_out)
+        else:
+            _check_projector(projector, backbone.feature_dim, proj_hidden, proj_out)
+        self.projector = projector
         self.crop_scale, self.view_options = tuple(crop_scale), dict(view_options or {})
         if views is None:
             options = {"scale": tuple(crop_scale), **self.view_options}
@@ -69,10 +92,10 @@ class SimCLR(SSLMethod):
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.make_views(batch)[:2]
-        (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        (h1, z1), (h2, z2) = self.embed(v1), self.embed(v2)
         g1, g2 = gather_with_grad(z1), gather_with_grad(z2)  # the whole (global) batch as negatives
         loss = losses.nt_xent(g1, g2, self.temperature, normalize=self.normalize)
-        return {"loss": loss, "z_std": _embedding_std(g1), "views": [v1, v2], "z": [z1, z2]}
+        return {"loss": loss, "z_std": _embedding_std(g1), "views": [v1, v2], "feats": [h1, h2], "z": [z1, z2]}
 
 
 def _predictor_lr_scales(scale: float) -> dict[str, float]:
@@ -124,12 +147,12 @@ class BYOL(_MomentumMethod):
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.make_views(batch)[:2]
-        (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        (h1, z1), (h2, z2) = self.embed(v1), self.embed(v2)
         p1, p2 = self.predictor(z1), self.predictor(z2)
         t1, t2 = self.target_embed(v1), self.target_embed(v2)
         loss = losses.byol_loss(p1, t2) + losses.byol_loss(p2, t1)
         return {"loss": loss, "z_std": _embedding_std(z1), "tau": torch.tensor(self.tau), "views": [v1, v2],
-                "z": [z1, z2]}
+                "feats": [h1, h2], "z": [z1, z2], "p": [p1, p2]}
 
 
 class MoCoV2Plus(_MomentumMethod):
@@ -153,7 +176,7 @@ class MoCoV2Plus(_MomentumMethod):
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.make_views(batch)[:2]
-        (_, q1), (_, q2) = self.embed(v1), self.embed(v2)
+        (h1, q1), (h2, q2) = self.embed(v1), self.embed(v2)
         k1, k2 = self.target_embed(v1), self.target_embed(v2)
         k1, k2 = F.normalize(k1.float(), dim=1), F.normalize(k2.float(), dim=1)
         keys = torch.stack([gather_with_grad(k1), gather_with_grad(k2)])  # every rank's keys join the queue
@@ -162,7 +185,7 @@ class MoCoV2Plus(_MomentumMethod):
         queue = self.queue[:, :filled].clone() if filled else keys.detach()
         loss = (losses.info_nce(q1, k2, queue[1], self.temperature) + losses.info_nce(q2, k1, queue[0], self.temperature)) / 2
         self._pending = keys
-        return {"loss": loss, "z_std": _embedding_std(q1), "views": [v1, v2], "z": [q1, q2]}
+        return {"loss": loss, "z_std": _embedding_std(q1), "views": [v1, v2], "feats": [h1, h2], "z": [q1, q2]}
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:
@@ -195,11 +218,12 @@ class SimSiam(SSLMethod):
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.make_views(batch)[:2]
-        (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        (h1, z1), (h2, z2) = self.embed(v1), self.embed(v2)
         p1, p2 = self.predictor(z1), self.predictor(z2)
         t1, t2 = (z1.detach(), z2.detach()) if self.stop_gradient else (z1, z2)
         loss = (losses.negative_cosine(p1, t2) + losses.negative_cosine(p2, t1)) / 2
-        return {"loss": loss, "z_std": _embedding_std(z1), "views": [v1, v2], "z": [z1, z2]}
+        return {"loss": loss, "z_std": _embedding_std(z1), "views": [v1, v2], "feats": [h1, h2], "z": [z1, z2],
+                "p": [p1, p2]}
 
 
 class BarlowTwins(SSLMethod):
@@ -215,10 +239,10 @@ class BarlowTwins(SSLMethod):
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.make_views(batch)[:2]
-        (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        (h1, z1), (h2, z2) = self.embed(v1), self.embed(v2)
         g1, g2 = gather_with_grad(z1), gather_with_grad(z2)  # cross-correlation over the global batch
         loss = losses.barlow_twins(g1, g2, lambda_offdiag=self.lambda_offdiag, scale=self.scale)
-        return {"loss": loss, "z_std": _embedding_std(g1), "views": [v1, v2], "z": [z1, z2]}
+        return {"loss": loss, "z_std": _embedding_std(g1), "views": [v1, v2], "feats": [h1, h2], "z": [z1, z2]}
 
 
 class VICReg(SSLMethod):
@@ -237,11 +261,12 @@ class VICReg(SSLMethod):
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = self.make_views(batch)[:2]
-        (_, z1), (_, z2) = self.embed(v1), self.embed(v2)
+        (h1, z1), (h2, z2) = self.embed(v1), self.embed(v2)
         g1, g2 = gather_with_grad(z1), gather_with_grad(z2)  # variance and covariance over the global batch
         terms = losses.vicreg_terms(g1, g2, halve_variance=self.halve_variance)
         loss = losses.vicreg_from_terms(terms, **self.weights)
-        return {"loss": loss, **{k: v.detach() for k, v in terms.items()}, "views": [v1, v2], "z": [z1, z2]}
+        return {"loss": loss, **{k: v.detach() for k, v in terms.items()}, "views": [v1, v2], "feats": [h1, h2],
+                "z": [z1, z2]}
 
 
 PROTOTYPE_NORMS = ("unit", "weight_norm")
@@ -318,7 +343,7 @@ class SwAV(SSLMethod):
             with torch.no_grad():
                 self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
         views = self.make_views(batch)
-        (_, local1), (_, local2) = self.embed(views[0]), self.embed(views[1])
+        (h1, local1), (h2, local2) = self.embed(views[0]), self.embed(views[1])
         z1, z2 = gather_with_grad(local1), gather_with_grad(local2)  # Sinkhorn's equipartition over the global batch
         frozen = self.epoch < self.freeze_prototypes_epochs
         protos = self.prototypes.weight.detach() if frozen else None
@@ -336,7 +361,7 @@ class SwAV(SSLMethod):
                                 local_scores=local_scores)
         if use_queue:
             self._pending = torch.stack([F.normalize(z1.detach().float(), dim=1), F.normalize(z2.detach().float(), dim=1)])
-        return {"loss": loss, "z_std": _embedding_std(z1), "views": views, "z": [local1, local2]}
+        return {"loss": loss, "z_std": _embedding_std(z1), "views": views, "feats": [h1, h2], "z": [local1, local2]}
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:

@@ -20,9 +20,9 @@ from torch import nn
 
 from ..data import SPLITS, ImageDataset, augment, labelled_fraction, load, stratified_split
 from ..evaluate import classification_metrics, extract_features
-from ..methods import Method, SimCLR, Supervised
+from ..methods import Method, Supervised
 from ..methods.fkt import (CLASSIFIER_INPUTS, FKT, PROJECTOR_REFERENCE, SIMILARITIES, FullPrecisionViews,  # noqa: F401
-                           check_choice, fkt_projector, fkt_view_pipeline)
+                           check_choice, fkt_projector, fkt_simclr, fkt_view_pipeline)
 from ..models import Backbone, mlp
 from ..presets import preset
 from .base import VariantRun, cap, fit_with_preset, seeded_backbone
@@ -178,12 +178,9 @@ def build_method(variant: str, backbone: Backbone, num_classes: int, settings: d
     if variant == "supervised":
         return Supervised(backbone, num_classes, image_size=size, stats=stats,
                           augment_views=settings["supervised_augment"])
-    # RT's first stage: SimCLR with FKT's views, projector and NT-Xent settings, so only the schedule differs.
-    simclr = SimCLR(backbone, temperature=settings["temperature"], normalize=settings["similarity"] == "cosine",
-                    image_size=size, stats=stats,
-                    views=fkt_view_pipeline(size, stats, settings["color_jitter"], settings["hflip"]))
-    simclr.projector = fkt_projector(backbone.feature_dim)
-    return simclr
+    # RT's first stage: FKT's own SimCLR branch (views, projector and NT-Xent settings), so only the schedule differs.
+    return fkt_simclr(backbone, size, stats, settings["temperature"], settings["similarity"],
+                      color_jitter=settings["color_jitter"], hflip=settings["hflip"])
 
 
 def run_variant(variant: str, data: Splits, settings: dict, *, dataset: str | None = None, seed: int = 0,

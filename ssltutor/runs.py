@@ -429,12 +429,17 @@ def _run_base(path: Path, record: dict, output: Path) -> dict:
             "run": str(path.parent.relative_to(output))}
 
 
-def gather_results(output: Path) -> pd.DataFrame:
-    """Every ``metrics.json`` under ``output`` as one long table (columns ``RESULT_COLUMNS``)."""
+def _metrics_records(output: Path) -> list[tuple[Path, dict]]:
+    """Every ``metrics.json`` under ``output``, read once: (path, record) in path order."""
+    return [(path, json.loads(path.read_text())) for path in sorted(Path(output).rglob("metrics.json"))]
+
+
+def gather_results(output: Path, records: list[tuple[Path, dict]] | None = None) -> pd.DataFrame:
+    """Every ``metrics.json`` under ``output`` as one long table (columns ``RESULT_COLUMNS``); ``records``: those
+    files already read (:func:`_metrics_records`)."""
     output = Path(output)
     rows = []
-    for path in sorted(output.rglob("metrics.json")):
-        record = json.loads(path.read_text())
+    for path, record in _metrics_records(output) if records is None else records:
         env = record.get("environment", {})
         images = record.get("images", {})
         run_info = path.with_name("run.json")
@@ -449,14 +454,13 @@ def gather_results(output: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
-def gather_histories(output: Path) -> pd.DataFrame:
+def gather_histories(output: Path, records: list[tuple[Path, dict]] | None = None) -> pd.DataFrame:
     """The per-epoch histories of every ``metrics.json`` under ``output`` (``histories``: {variant: {metric:
     [value per epoch]}}) as one long table (columns ``HISTORY_COLUMNS``; ``epoch`` from 1, or the history's own
     ``epoch`` column)."""
     output = Path(output)
     rows = []
-    for path in sorted(output.rglob("metrics.json")):
-        record = json.loads(path.read_text())
+    for path, record in _metrics_records(output) if records is None else records:
         base = _run_base(path, record, output)
         for variant, columns in record.get("histories", {}).items():
             epochs = columns.get("epoch") or list(range(1, 1 + max(map(len, columns.values()), default=0)))
@@ -471,8 +475,9 @@ def write_results(output: Path) -> Path:
     """Gather ``output``'s metrics into ``output/results.csv`` and their per-epoch histories into
     ``output/histories.csv``; returns the path of results.csv."""
     path = Path(output) / "results.csv"
-    gather_results(output).to_csv(path, index=False)
-    gather_histories(output).to_csv(path.with_name("histories.csv"), index=False)
+    records = _metrics_records(output)  # each metrics.json read once for both tables
+    gather_results(output, records).to_csv(path, index=False)
+    gather_histories(output, records).to_csv(path.with_name("histories.csv"), index=False)
     return path
 
 

@@ -283,4 +283,8 @@ def test_group_recovery_a_linear_head_reads_the_discarded_group(shared_data):
     assert table["stage"].tolist() == [0, 1, 2] and table["last"].tolist() == [False, False, True]
     last = table[table["last"]]["group_accuracy"].item()
     assert last > 0.9  # after the last stage: the zeros in the pooled vector give the group away
+    zeroed = table.set_index("stage")["zeroed"]
+    assert zeroed[2] >= 0.25 - 1e-6  # the discarded quarter of the pooled vector is exactly zero
+    assert (zeroed[[0, 1]] < zeroed[2] - 0.15).all()  # earlier discards are mixed away by the later convs
+    assert table["zeroed_undiscarded"].nunique() == 1 and table["zeroed_undiscarded"].iloc[0] < 0.2
     assert (table["chance"] == 0.25).all()

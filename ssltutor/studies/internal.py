@@ -243,14 +243,20 @@ def discarded_group_features(backbone: Backbone, images: torch.Tensor, stage: in
 def group_recovery(backbone: Backbone, images: torch.Tensor, stages: Sequence[int] | None = None,
                    num_groups: int = 4, train_fraction: float = 0.5, epochs: int = 50, seed: int = 0
                    ) -> pd.DataFrame:
-    """Why the discarding stage matters: how well a *linear* head on the pooled features of a *frozen, untrained*
-    backbone tells which channel group was discarded, per stage (linear probe trained on ``train_fraction`` of
-    ``images``, accuracy on the rest; chance is 1/M).
+    """Why the discarding stage matters, measured on a *frozen, untrained* backbone, per stage:
 
-    After the last stage the discarded group is a block of zeros in the pooled vector the head reads, so a linear
-    head recovers it exactly from any features (accuracy ~1): the pretext half of the joint label is solved without
-    changing the backbone, which then gets no signal from it. After an earlier stage the zeros pass through later
-    convolutions that mix channels, so recovering the group asks something of the features."""
+    * ``zeroed``: the share of the pooled vector (the head's input) that is exactly zero in a discarded copy, and
+      ``zeroed_undiscarded`` the same share without discarding. After the last stage it is the discarded group
+      itself (~1/M): the copy reaches the linear head with that block set to zero, so the K copies are K linear
+      heads over one feature vector with a different block masked, and nothing after the discard point is
+      learnable but the head. After an earlier stage the zeros pass through later convolutions that mix channels
+      and the share drops to what ReLU zeroes anyway: the later stages compute on each masked map.
+    * ``group_accuracy``: how well a *linear* head on the pooled features tells which group was discarded (probe
+      trained on ``train_fraction`` of ``images``, accuracy on the rest; ``chance`` is 1/M). High at the last stage
+      by construction (a block of zeros); at earlier stages it measures how much of the discard the random later
+      stages carry through.
+
+    ``images``: normalized, (B, 3, S, S). Returns one row per stage."""
     from ..evaluate import linear_probe
 
     stages = list(range(len(backbone.stages))) if stages is None else list(stages)
@@ -260,10 +266,14 @@ def group_recovery(backbone: Backbone, images: torch.Tensor, stages: Sequence[in
     for stage in stages:
         train_x, train_y = discarded_group_features(backbone, images[order[:cut]], stage, num_groups)
         test_x, test_y = discarded_group_features(backbone, images[order[cut:]], stage, num_groups)
+        with torch.no_grad():
+            plain = backbone.eval()(images[order[cut:]]).float()
         probe = linear_probe(train_x, train_y, test_x, test_y, num_classes=num_groups, epochs=epochs, seed=seed)
         rows.append({"stage": stage, "channels": backbone.stage_channels[stage], "groups": num_groups,
-                     "last": stage == len(backbone.stages) - 1, "group_accuracy": probe.accuracy,
-                     "chance": 1 / num_groups})
+                     "last": stage == len(backbone.stages) - 1,
+                     "zeroed": float((test_x == 0).float().mean()),
+                     "zeroed_undiscarded": float((plain == 0).float().mean()),
+                     "group_accuracy": probe.accuracy, "chance": 1 / num_groups})
     return pd.DataFrame(rows)
 
 

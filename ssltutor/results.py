@@ -74,6 +74,27 @@ def runs_info(folder: str | Path) -> pd.DataFrame:
     return pd.DataFrame(json.loads(path.read_text()))[["command", "date", "machine", "jobs"]]
 
 
+def runs_matrix(results: pd.DataFrame) -> pd.DataFrame:
+    """What a results folder holds, one row per (notebook, dataset): the seeds run, the train and test images each
+    run used (``train_images`` / ``test_images`` of ``results.csv``; several values joined by "/"), the minutes of
+    one run (mean over seeds of the notebook's wall time) and the hours of all of them."""
+    columns = ["notebook", "dataset", "seeds", "train_images", "test_images", "minutes_per_run", "hours"]
+    if results.empty:
+        return pd.DataFrame(columns=columns)
+    runs = results.drop_duplicates("run")
+
+    def images(values: pd.Series) -> str:
+        known = [str(int(v)) for v in dict.fromkeys(pd.to_numeric(values, errors="coerce").dropna())]
+        return "/".join(known) or "not recorded"
+
+    table = runs.groupby(["notebook", "dataset"], sort=True).agg(
+        seeds=("seed", lambda s: ",".join(str(int(x)) for x in sorted(set(s)))),
+        train_images=("train_images", images) if "train_images" in runs else ("seed", lambda s: "not recorded"),
+        test_images=("test_images", images) if "test_images" in runs else ("seed", lambda s: "not recorded"),
+        minutes_per_run=("duration_s", lambda d: d.mean() / 60), hours=("duration_s", lambda d: d.sum() / 3600))
+    return table.reset_index()[columns]
+
+
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """Mean, std (over seeds, ddof=1; 0 for one seed), number of seeds and mean duration per ``GROUP``."""
     if results.empty:
@@ -95,8 +116,11 @@ def _pm(mean: float, std: float, percent: bool) -> str:
 
 
 def is_percent(metric: str) -> bool:
-    """Metrics shown in percent (accuracy-like fractions); others (kappa, forgetting, seconds, ...) as they are."""
-    return any(k in metric for k in ("acc", "precision", "recall", "f1", "linear", "knn", "probe"))
+    """Metrics shown in percent: accuracy-like fractions and the continual-learning measures made of accuracy
+    differences (forgetting, backward / forward transfer: points of accuracy); others (kappa, seconds, step-time
+    ratios, ...) as they are."""
+    return any(k in metric for k in ("acc", "precision", "recall", "f1", "linear", "knn", "probe", "forgetting",
+                                     "transfer"))
 
 
 def select(frame: pd.DataFrame, notebook: str, metrics: list[str] | None = None,
@@ -455,6 +479,65 @@ def claims_table(results: pd.DataFrame, claims: dict[str, Claim] | None = None, 
                          "difference": f"{c['difference'] * scale:+.1f} ± {c['pooled_std'] * scale:.1f}",
                          "verdict": _status(c, claim)})
     return pd.DataFrame(rows)
+
+
+def comparisons(results: pd.DataFrame, notebook: str, pairs: list[tuple[str, str]], metric: str,
+                higher: bool = True) -> pd.DataFrame:
+    """Every (better, worse) pair of ``notebook``'s variants on ``metric``, per dataset, by :func:`verdict`'s rule:
+    the two means +- std over seeds, the difference of means, the pooled seed std and the status (holds /
+    reversed / not resolved / one seed). A pair written ``("fkt@*", "rt@*")`` expands over every level of the
+    sweep the first base has (``fkt@0.01`` vs ``rt@0.01``, ...); pairs a dataset lacks are left out.
+    Accuracy-like metrics in %. The table behind a chapter's "where does it help" reading."""
+    rows = results[(results["notebook"] == notebook) & (results["metric"] == metric)]
+    percent = is_percent(metric)
+    scale = 100.0 if percent else 1.0
+    out = []
+    for dataset in dict.fromkeys(rows["dataset"]):
+        have = set(rows[rows["dataset"] == dataset]["variant"].astype(str))
+        for better, worse in pairs:
+            if better.endswith("@*") and worse.endswith("@*"):
+                base, other = better[:-2], worse[:-2]
+                levels = sorted({v.split("@", 1)[1] for v in have if v.startswith(base + "@")}, key=_level)
+                expanded = [(f"{base}@{lv}", f"{other}@{lv}", lv) for lv in levels]
+            else:
+                expanded = [(better, worse, "")]
+            for b, w, level in expanded:
+                if b not in have or w not in have:
+                    continue
+                c = seed_comparison(results, notebook, dataset, b, w, metric)
+                claim = Claim(notebook, b, w, metric, "", higher=higher)
+                out.append({"dataset": dataset, "level": level, "better": b, "worse": w, "seeds": c["seeds"],
+                            "better mean": c["better_mean"] * scale, "better std": c["better_std"] * scale,
+                            "worse mean": c["worse_mean"] * scale, "worse std": c["worse_std"] * scale,
+                            "difference": c["difference"] * scale, "pooled std": c["pooled_std"] * scale,
+                            "status": _status(c, claim)})
+    columns = ["dataset", "level", "better", "worse", "seeds", "better mean", "better std", "worse mean",
+               "worse std", "difference", "pooled std", "status"]
+    return pd.DataFrame(out, columns=columns)
+
+
+def comparisons_sentence(table: pd.DataFrame, what: str, unit: str = " points") -> str:
+    """One sentence from :func:`comparisons`' table: in how many comparisons ``what`` holds, is reversed or is not
+    resolved, naming each one that holds or is reversed with its difference +- pooled seed std."""
+    if table.empty:
+        return f"No runs compare {what} yet."
+
+    def named(rows: pd.DataFrame) -> str:
+        return "; ".join(f"{r.dataset} {r.better} vs {r.worse} {r.difference:+.1f} ± {r.pooled_std:.1f}{unit}"
+                         for r in rows.rename(columns=lambda c: c.replace(" ", "_")).itertuples())
+
+    parts = []
+    for status, word in (("holds", "holds"), ("reversed", "is reversed")):
+        rows = table[table["status"] == status]
+        if len(rows):
+            parts.append(f"{word} in {len(rows)} ({named(rows)})")
+    unresolved = int((table["status"] == "not resolved").sum())
+    one_seed = int((table["status"] == "one seed").sum())
+    if unresolved:
+        parts.append(f"is within the seed spread in {unresolved}")
+    if one_seed:
+        parts.append(f"has one seed only in {one_seed}")
+    return f"Of {len(table)} comparisons, {what} " + ", ".join(parts) + "."
 
 
 def _paper_says(claim: Claim, dataset: str, paper: pd.DataFrame) -> str:

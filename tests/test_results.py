@@ -67,7 +67,8 @@ def test_figures_with_and_without_runs(results, tmp_path):
     assert plot_notebook(summary.iloc[0:0], paper, NB) is not None, "no runs: the paper's numbers alone"
     assert plot_notebook(summary, paper, "04_nothing_yet") is None
     assert len(plot_overview(summary, {NB: {"metrics": ["accuracy"], "variants": None}}).axes) == 1
-    assert is_percent("linear_noise_40") and not is_percent("forgetting")
+    assert is_percent("linear_noise_40") and is_percent("forgetting") and is_percent("forward_transfer")
+    assert not is_percent("kappa_quadratic") and not is_percent("overhead") and not is_percent("train_s")
 
 
 def test_load_results_without_a_file_is_empty(tmp_path):
@@ -262,3 +263,27 @@ def test_full_runs_renders_a_chapter_from_the_committed_results():
     assert "accuracy (paper)" in section.table.columns
     empty = full_runs(ROOT / "results" / "cpu", "07_none")
     assert empty.verdicts == {} and empty.figure is None and "No full runs" in empty.markdown()
+
+
+def test_comparisons_expand_a_sweep_and_judge_each_level():
+    from ssltutor.results import comparisons, comparisons_sentence
+
+    rows = []
+    for variant, values in {"fkt@0.01": [0.30, 0.32, 0.34], "rt@0.01": [0.20, 0.21, 0.22],
+                            "fkt@1": [0.60, 0.61, 0.62], "rt@1": [0.70, 0.71, 0.72],
+                            "fkt@0.2": [0.50, 0.55, 0.45], "rt@0.2": [0.50, 0.51, 0.49],
+                            "supervised@1": [0.65, 0.66, 0.67]}.items():
+        rows += [{"notebook": "02_functional_knowledge_transfer", "dataset": "cifar10", "seed": seed,
+                  "variant": variant, "metric": "accuracy", "value": v} for seed, v in enumerate(values)]
+    frame = pd.DataFrame(rows)
+    table = comparisons(frame, "02_functional_knowledge_transfer", [("fkt@*", "rt@*"), ("fkt@1", "supervised@1"),
+                                                                    ("fkt", "rt")], "accuracy")
+    assert table["level"].tolist() == ["0.01", "0.2", "1", ""]  # sorted by level; the missing pair is left out
+    assert table["status"].tolist() == ["holds", "not resolved", "reversed", "reversed"]
+    assert table.loc[0, "difference"] == pytest.approx(11.0) and table.loc[0, "better mean"] == pytest.approx(32.0)
+    sentence = comparisons_sentence(table, "FKT beating RT")
+    assert sentence.startswith("Of 4 comparisons, FKT beating RT holds in 1 (cifar10 fkt@0.01 vs rt@0.01 +11.0 ± ")
+    assert "is reversed in 2" in sentence and "within the seed spread in 1" in sentence
+    assert comparisons_sentence(table.iloc[:0], "FKT beating RT") == "No runs compare FKT beating RT yet."
+    lower = comparisons(frame, "02_functional_knowledge_transfer", [("rt@1", "fkt@1")], "accuracy", higher=False)
+    assert lower["status"].tolist() == ["reversed"]  # rt is higher, but lower was claimed better

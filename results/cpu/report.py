@@ -1,0 +1,60 @@
+"""Write results/cpu/README.md from the files beside it: the batch commands, dates and machine (batch.json), what
+each notebook x dataset ran and how long it took (ssltutor.results.runs_matrix of results.csv) and the chapters'
+claims tested on these runs (ssltutor.results.claims_table). Every number comes from the files.
+
+    python results/cpu/report.py            # from the repository root; rewrites results/cpu/README.md
+"""
+import json
+from pathlib import Path
+
+from ssltutor.results import claims_table, load_results, runs_matrix
+
+HERE = Path(__file__).resolve().parent
+
+
+def markdown_table(frame) -> list[str]:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
+    return lines + ["| " + " | ".join(str(row[c]) for c in cols) + " |" for _, row in frame.iterrows()]
+
+
+def readme(folder: Path = HERE) -> str:
+    results = load_results(folder)
+    batches = json.loads((folder / "batch.json").read_text()) if (folder / "batch.json").is_file() else []
+    matrix = runs_matrix(results)
+    hours = float(matrix["hours"].sum()) if len(matrix) else 0.0
+    shown = matrix.assign(minutes_per_run=matrix["minutes_per_run"].map("{:.1f}".format),
+                          hours=matrix["hours"].map("{:.2f}".format))
+    claims = claims_table(results)
+    invocations = [f"* {b['date']}: `{b['command']}` ({b['jobs']} runs planned, {b['already_done']} already done; "
+                   f"{b['machine']})" for b in batches]
+    return "\n".join([
+        "# results/cpu: the full runs of the paper chapters at the `cpu` preset", "",
+        "What the paper chapters' full-run sections and the results chapter render (`ssltutor.results.full_runs`,",
+        "`claims_table`). Written by `python results/cpu/report.py` from the files here:", "",
+        "* `batch.json`: every `ssltutor batch` invocation that filled the folder (command, date, machine);",
+        "* `results.csv`: every run's `metrics.json`, one row per (notebook, dataset, seed, variant, metric), with its",
+        "  duration, train and test image counts, versions and command;",
+        "* `histories.csv`: the per-epoch (per-task for CaSSLe) histories the chapters plot.", "",
+        "## How it was run", "",
+        "The matrix is the five paper notebooks x {CIFAR-10 on the 20,000-image pool of `shared/data/cifar10_20k`",
+        "(20,000 train / 10,000 test), the Intel Image and APTOS 2019 subsets} x seeds 0, 1, 2 at the `cpu` preset,",
+        "CaSSLe with `-p compare_methods simclr,byol,barlow_twins`. The data folder is a folder of links: its",
+        "`cifar-10-batches-py` is the 20k pool's, `intel_image` and `aptos2019` the subsets (Intel Image also serves",
+        "DoGo's transfer from CIFAR-10). The batch is resumable: rerunning a command skips finished runs. Invocations:",
+        "", *invocations, "",
+        f"Runs: {int(results['run'].nunique()) if len(results) else 0}; their notebooks' wall time adds up to "
+        f"{hours:.1f} hours on one 2-core machine (one notebook at a time, 2 threads).", "",
+        *markdown_table(shown), "",
+        "## The claims, tested on these runs", "",
+        "Each chapter's claim as two of its variants on one metric, mean ± std over seeds; *holds* when the",
+        "difference of means in the paper's direction exceeds the pooled seed standard deviation, *reversed* when it",
+        "exceeds it the other way, *not resolved* in between (`ssltutor.results.claims_table`).", "",
+        *(markdown_table(claims.drop(columns=["claim"])) if len(claims) else ["No claim has runs yet."]), "",
+    ])
+
+
+if __name__ == "__main__":
+    text = readme()
+    (HERE / "README.md").write_text(text)
+    print(text)

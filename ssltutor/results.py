@@ -348,6 +348,8 @@ def history_curves(histories: pd.DataFrame, notebook: str, dataset: str, metric:
     rows = histories[(histories["notebook"] == notebook) & (histories["dataset"] == dataset)]
     if variants is not None:
         rows = rows[rows["variant"].isin(variants)]
+    # a history's own "epoch" / "seed" columns are the index already
+    rows = rows[~rows["metric"].isin(["variant", "seed", "epoch"])]
     wide = rows.pivot_table(index=["variant", "seed", "epoch"], columns="metric", values="value").reset_index()
     missing = [m for m in (metric, time) if m not in wide]
     if wide.empty or missing:
@@ -513,7 +515,8 @@ def comparisons(results: pd.DataFrame, notebook: str, pairs: list[tuple[str, str
                             "status": _status(c, claim)})
     columns = ["dataset", "level", "better", "worse", "seeds", "better mean", "better std", "worse mean",
                "worse std", "difference", "pooled std", "status"]
-    return pd.DataFrame(out, columns=columns)
+    numbers = {c: float for c in columns[5:-1]} | {"seeds": int}
+    return pd.DataFrame(out, columns=columns).astype(numbers)
 
 
 def comparisons_sentence(table: pd.DataFrame, what: str, unit: str = " points") -> str:

@@ -287,3 +287,20 @@ def test_comparisons_expand_a_sweep_and_judge_each_level():
     assert comparisons_sentence(table.iloc[:0], "FKT beating RT") == "No runs compare FKT beating RT yet."
     lower = comparisons(frame, "02_functional_knowledge_transfer", [("rt@1", "fkt@1")], "accuracy", higher=False)
     assert lower["status"].tolist() == ["reversed"]  # rt is higher, but lower was claimed better
+
+
+def test_runs_matrix_counts_seeds_images_and_time():
+    from ssltutor.results import runs_matrix
+
+    rows = [{"notebook": "02_x", "dataset": "cifar10", "seed": seed, "run": f"02_x/cifar10-cpu-seed{seed}",
+             "variant": v, "metric": "accuracy", "value": 0.5, "duration_s": 600.0 * (seed + 1),
+             "train_images": 17000, "test_images": 10000} for seed in (0, 1) for v in ("fkt", "rt")]
+    rows += [{"notebook": "02_x", "dataset": "aptos2019", "seed": 0, "run": "02_x/aptos2019-cpu-seed0",
+              "variant": "fkt", "metric": "accuracy", "value": 0.4, "duration_s": 60.0,
+              "train_images": None, "test_images": None}]
+    table = runs_matrix(pd.DataFrame(rows)).set_index("dataset")
+    assert table.loc["cifar10", "seeds"] == "0,1" and table.loc["cifar10", "train_images"] == "17000"
+    assert table.loc["cifar10", "minutes_per_run"] == pytest.approx(15.0)  # runs counted once, not per row
+    assert table.loc["cifar10", "hours"] == pytest.approx(0.5)
+    assert table.loc["aptos2019", "train_images"] == "not recorded"
+    assert runs_matrix(pd.DataFrame()).empty

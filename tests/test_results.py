@@ -304,3 +304,13 @@ def test_runs_matrix_counts_seeds_images_and_time():
     assert table.loc["cifar10", "hours"] == pytest.approx(0.5)
     assert table.loc["aptos2019", "train_images"] == "not recorded"
     assert runs_matrix(pd.DataFrame()).empty
+
+
+def test_results_cpu_readme_is_what_its_report_writes():
+    """results/cpu/README.md is what results/cpu/report.py makes of the files beside it (rerun it after a batch)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cpu_report", ROOT / "results" / "cpu" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    assert report.readme() == (ROOT / "results" / "cpu" / "README.md").read_text(), "rerun: python results/cpu/report.py"

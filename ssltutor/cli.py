@@ -12,6 +12,7 @@ import argparse
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -27,6 +28,7 @@ from .runs import (
     notebook_parameters,
     paper_notebooks,
     plan_batch,
+    finish_batch,
     record_batch,
     resolve_notebook,
     run_job,
@@ -105,7 +107,8 @@ def cmd_batch(args) -> int:
     print(f"{len(jobs)} runs ({len(notebooks)} notebooks x {len(_split(args.datasets))} datasets x "
           f"{len(_seeds(args.seeds))} seeds, preset {args.preset}) into {output}; "
           f"{len(jobs) - len(todo)} already done", file=sys.stderr)
-    record_batch(output, _command(), jobs)
+    started = time.time()
+    entry = record_batch(output, _command(), jobs, workers=workers)
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="run", desc="batch", file=sys.stderr)
     counts = {"done": 0, "failed": 0}
 
@@ -116,6 +119,7 @@ def cmd_batch(args) -> int:
 
     results = run_jobs(todo, workers=workers, on_result=progress, gpus=gpus)
     bar.close()
+    finish_batch(output, entry, results, time.time() - started)
     skipped = [JobResult(job.name, "skipped") for job in jobs if job.done and job not in todo]
     table = summary_table(skipped + results)
     print(table.to_string(index=False) if len(table) else "nothing to run")

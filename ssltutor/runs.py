@@ -404,13 +404,26 @@ def plan_batch(notebooks: list[Path], datasets: list[str], seeds: list[int], pre
     return jobs
 
 
-def record_batch(output: Path, command: str, jobs: list[Job]) -> None:
-    """Append this invocation (command, date, machine, matrix size) to ``output/batch.json``."""
+def record_batch(output: Path, command: str, jobs: list[Job], workers: int = 1) -> int:
+    """Append this invocation (command, date, machine, matrix size, workers) to ``output/batch.json``; returns its
+    index there, for :func:`finish_batch`."""
     output.mkdir(parents=True, exist_ok=True)
     path = output / "batch.json"
     history = json.loads(path.read_text()) if path.is_file() else []
     history.append({"command": command, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
-                    "jobs": len(jobs), "already_done": sum(job.done for job in jobs)})
+                    "jobs": len(jobs), "already_done": sum(job.done for job in jobs), "workers": workers})
+    path.write_text(json.dumps(history, indent=2))
+    return len(history) - 1
+
+
+def finish_batch(output: Path, index: int, results: list[JobResult], wall_s: float) -> None:
+    """Complete entry ``index`` of ``output/batch.json`` when the invocation ends: when it finished, its wall time,
+    and how many runs it ran and how many of them failed (an invocation killed before this has none of these)."""
+    path = Path(output) / "batch.json"
+    history = json.loads(path.read_text())
+    history[index].update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_s=round(wall_s, 1),
+                          ran=sum(r.status != "skipped" for r in results),
+                          failed=sum(r.status == "failed" for r in results))
     path.write_text(json.dumps(history, indent=2))
 
 

@@ -161,6 +161,9 @@ def test_batch_runs_the_matrix_reports_failures_and_resumes(standin, tmp_path, c
     assert stamps == {p: p.stat().st_mtime for p in out.rglob("metrics.json")}
     batches = json.loads((out / "batch.json").read_text())
     assert len(batches) == 2 and all(b["command"].startswith("ssltutor batch") and b["machine"] for b in batches)
+    # each invocation is completed when it ends: its wall time, what it ran and what failed
+    assert [(b["ran"], b["failed"], b["workers"]) for b in batches] == [(4, 1, 2), (1, 1, 1)]
+    assert all(b["wall_s"] > 0 and b["finished"] >= b["date"] for b in batches)
 
 
 def test_run_executes_one_notebook(standin, tmp_path, capsys):

@@ -18,6 +18,14 @@ def markdown_table(frame) -> list[str]:
     return lines + ["| " + " | ".join(str(row[c]) for c in cols) + " |" for _, row in frame.iterrows()]
 
 
+def invocation(b: dict) -> str:
+    """One line per `ssltutor batch` invocation of batch.json."""
+    done = (f"finished {b['finished']} after {b['wall_s'] / 3600:.2f} h ({b['ran']} runs, {b['failed']} failed)"
+            if "finished" in b else "stopped before it finished (the session ended; its finished runs are kept)")
+    return (f"* {b['date']}, {b.get('workers', 1)} worker(s): `{b['command']}`: {b['jobs']} runs planned, "
+            f"{b['already_done']} already done; {done}; {b['machine']}")
+
+
 def readme(folder: Path = HERE) -> str:
     results = load_results(folder)
     batches = json.loads((folder / "batch.json").read_text()) if (folder / "batch.json").is_file() else []
@@ -26,8 +34,8 @@ def readme(folder: Path = HERE) -> str:
     shown = matrix.assign(minutes_per_run=matrix["minutes_per_run"].map("{:.1f}".format),
                           hours=matrix["hours"].map("{:.2f}".format))
     claims = claims_table(results)
-    invocations = [f"* {b['date']}: `{b['command']}` ({b['jobs']} runs planned, {b['already_done']} already done; "
-                   f"{b['machine']})" for b in batches]
+    invocations = [invocation(b) for b in batches]
+    wall = sum(b.get("wall_s", 0.0) for b in batches) / 3600
     return "\n".join([
         "# results/cpu: the full runs of the paper chapters at the `cpu` preset", "",
         "What the paper chapters' full-run sections and the results chapter render (`ssltutor.results.full_runs`,",
@@ -43,8 +51,10 @@ def readme(folder: Path = HERE) -> str:
         "`cifar-10-batches-py` is the 20k pool's, `intel_image` and `aptos2019` the subsets (Intel Image also serves",
         "DoGo's transfer from CIFAR-10). The batch is resumable: rerunning a command skips finished runs. Invocations:",
         "", *invocations, "",
-        f"Runs: {int(results['run'].nunique()) if len(results) else 0}; their notebooks' wall time adds up to "
-        f"{hours:.1f} hours on one 2-core machine (one notebook at a time, 2 threads).", "",
+        f"Runs: {int(results['run'].nunique()) if len(results) else 0}; their notebooks' wall times add up to "
+        f"{hours:.1f} hours, and the invocations that finished took {wall:.1f} hours of wall clock on one 2-core",
+        "machine (with 2 workers, two single-threaded notebooks ran side by side, so a run's minutes are those of",
+        "one core shared with another run).", "",
         *markdown_table(shown), "",
         "## The claims, tested on these runs", "",
         "Each chapter's claim as two of its variants on one metric, mean ± std over seeds; *holds* when the",

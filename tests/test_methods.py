@@ -236,6 +236,21 @@ def test_predictor_lr_scale_puts_the_predictor_in_groups_of_its_own(name):
         create(name, create_backbone("small_convnet", width=8), image_size=16, predictor_lr_scale=0)
 
 
+def test_a_wrapped_method_keeps_its_predictor_lr_scale():
+    from ssltutor.methods import create
+    from ssltutor.methods.cassle import CaSSLe
+    from ssltutor.models import create_backbone
+
+    byol = create("byol", create_backbone("small_convnet", width=8), image_size=16, head_scale=0.05,
+                  predictor_lr_scale=10.0)
+    wrapper = CaSSLe(byol)
+    assert wrapper.lr_scales == {"base.predictor": 10.0}
+    groups = wrapper.parameter_groups(1e-4)
+    scaled = {id(p) for g in groups if g.get("lr_scale") == 10.0 for p in g["params"]}
+    assert scaled == {id(p) for p in byol.predictor.parameters()}  # not CaSSLe's own distillation predictor
+    assert sum(len(g["params"]) for g in groups) == len([p for p in wrapper.parameters() if p.requires_grad])
+
+
 def test_fit_scales_the_predictor_learning_rate(digits, monkeypatch):
     from ssltutor import train
     from ssltutor.methods import create

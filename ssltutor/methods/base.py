@@ -70,15 +70,17 @@ class Method(nn.Module):
         """Trainable parameters split into decayed and non-decayed (bias, norm) groups; ``exclude_bias_norm``
         (None: the class's :attr:`exclude_bias_norm`) False puts every parameter in the decayed group.
 
-        A submodule named in :attr:`lr_scales` (e.g. ``{"predictor": 10.0}``) gets groups of its own whose
-        ``lr_scale`` multiplies the scheduled learning rate (the fit loop reads it)."""
+        A submodule named in :attr:`lr_scales` by its path (e.g. ``{"predictor": 10.0}``, or ``base.predictor``
+        in a :class:`Wrapper`) gets groups of its own whose ``lr_scale`` multiplies the scheduled learning rate (the
+        fit loop reads it)."""
         exclude = self.exclude_bias_norm if exclude_bias_norm is None else exclude_bias_norm
         scales = getattr(self, "lr_scales", {})
         buckets: dict[tuple[float, bool], list] = {}
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            key = (float(scales.get(name.split(".")[0], 1.0)), bool(exclude and p.ndim <= 1))
+            scale = next((v for k, v in scales.items() if name == k or name.startswith(k + ".")), 1.0)
+            key = (float(scale), bool(exclude and p.ndim <= 1))
             buckets.setdefault(key, []).append(p)
         groups = []
         for scale in dict.fromkeys(k[0] for k in [(1.0, False), *buckets]):
@@ -124,6 +126,15 @@ class Wrapper(Method):
     def wrapped(self) -> list[Method]:
         """The wrapped methods, the one evaluation uses first (default: ``[self.base]``)."""
         return [self.base]
+
+    @property
+    def lr_scales(self) -> dict[str, float]:
+        """The learning-rate scales of every wrapped method, keyed by the submodule's path from the wrapper
+        (``base.predictor`` for a wrapped BYOL with ``predictor_lr_scale``), so that :meth:`parameter_groups`
+        gives the wrapped predictor its own rate as the method alone would."""
+        return {f"{path}.{name}": scale for path, m in self.named_modules()
+                if isinstance(m, Method) and not isinstance(m, Wrapper)
+                for name, scale in getattr(m, "lr_scales", {}).items()}
 
     @property
     def backbone(self) -> Backbone:

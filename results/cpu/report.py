@@ -10,6 +10,7 @@ from pathlib import Path
 from ssltutor.results import claims_table, load_results, runs_matrix
 
 HERE = Path(__file__).resolve().parent
+MATRIX_RUNS = 5 * 3 * 3  # five paper notebooks x three datasets x three seeds
 
 
 def markdown_table(frame) -> list[str]:
@@ -21,7 +22,8 @@ def markdown_table(frame) -> list[str]:
 def invocation(b: dict) -> str:
     """One line per `ssltutor batch` invocation of batch.json."""
     done = (f"finished {b['finished']} after {b['wall_s'] / 3600:.2f} h ({b['ran']} runs, {b['failed']} failed)"
-            if "finished" in b else "stopped before it finished (the session ended; its finished runs are kept)")
+            if "finished" in b else "not finished when this README was written (still running, or stopped when its "
+                                    "session ended; the runs it finished are kept)")
     return (f"* {b['date']}, {b.get('workers', 1)} worker(s): `{b['command']}`: {b['jobs']} runs planned, "
             f"{b['already_done']} already done; {done}; {b['machine']}")
 
@@ -36,6 +38,7 @@ def readme(folder: Path = HERE) -> str:
     claims = claims_table(results)
     invocations = [invocation(b) for b in batches]
     wall = sum(b.get("wall_s", 0.0) for b in batches) / 3600
+    runs = int(results["run"].nunique()) if len(results) else 0
     return "\n".join([
         "# results/cpu: the full runs of the paper chapters at the `cpu` preset", "",
         "What the paper chapters' full-run sections and the results chapter render (`ssltutor.results.full_runs`,",
@@ -51,10 +54,10 @@ def readme(folder: Path = HERE) -> str:
         "`cifar-10-batches-py` is the 20k pool's, `intel_image` and `aptos2019` the subsets (Intel Image also serves",
         "DoGo's transfer from CIFAR-10). The batch is resumable: rerunning a command skips finished runs. Invocations:",
         "", *invocations, "",
-        f"Runs: {int(results['run'].nunique()) if len(results) else 0}; their notebooks' wall times add up to "
-        f"{hours:.1f} hours, and the invocations that finished took {wall:.1f} hours of wall clock on one 2-core",
-        "machine (with 2 workers, two single-threaded notebooks ran side by side, so a run's minutes are those of",
-        "one core shared with another run).", "",
+        f"Runs finished: {runs} of the matrix's {MATRIX_RUNS}; their notebooks' wall times add up to {hours:.1f} "
+        f"hours, and the invocations that finished took {wall:.1f} hours of wall clock, on one 2-core machine",
+        "(with 2 workers, two single-threaded notebooks ran side by side, so a run's minutes are those of one core",
+        "shared with another run).", "",
         *markdown_table(shown), "",
         "## The claims, tested on these runs", "",
         "Each chapter's claim as two of its variants on one metric, mean ± std over seeds; *holds* when the",

@@ -433,7 +433,7 @@ def verdict(results: pd.DataFrame, claim: Claim, dataset: str, paper: pd.DataFra
     scale, unit = (100.0, " points") if percent else (1.0, "")
     status = {"holds": "holds", "reversed": "is reversed",
               "not resolved": "is not resolved (the difference is within the seed spread)",
-              "one seed": "cannot be judged (one seed: no spread to compare with)"}[_status(c, claim)]
+              "one seed": "cannot be judged (one seed: no spread to compare with)"}[_status(c, claim.higher)]
 
     def pm(mean, std):
         return f"{mean * scale:.1f}" + ("" if math.isnan(std) else f" ± {std * scale:.1f}")
@@ -445,10 +445,10 @@ def verdict(results: pd.DataFrame, claim: Claim, dataset: str, paper: pd.DataFra
     return sentence + " " + _paper_says(claim, dataset, load_paper_numbers() if paper is None else paper)
 
 
-def _status(c: dict, claim: Claim) -> str:
-    """"holds" / "reversed" (the difference in the claimed direction beyond +- the pooled seed std), "not
-    resolved" (within it) or "one seed"."""
-    gain = c["difference"] if claim.higher else -c["difference"]
+def _status(c: dict, higher: bool = True) -> str:
+    """"holds" / "reversed" (the difference in the claimed direction, higher or lower, beyond +- the pooled seed
+    std), "not resolved" (within it) or "one seed"."""
+    gain = c["difference"] if higher else -c["difference"]
     if c["seeds"] < 2:
         return "one seed"
     if gain > c["pooled_std"]:
@@ -479,7 +479,7 @@ def claims_table(results: pd.DataFrame, claims: dict[str, Claim] | None = None, 
                          "we measured": f"{claim.better} {_pm(c['better_mean'], c['better_std'], scale == 100)} vs "
                                         f"{claim.worse} {_pm(c['worse_mean'], c['worse_std'], scale == 100)}",
                          "difference": f"{c['difference'] * scale:+.1f} ± {c['pooled_std'] * scale:.1f}",
-                         "verdict": _status(c, claim)})
+                         "verdict": _status(c, claim.higher)})
     return pd.DataFrame(rows)
 
 
@@ -507,12 +507,11 @@ def comparisons(results: pd.DataFrame, notebook: str, pairs: list[tuple[str, str
                 if b not in have or w not in have:
                     continue
                 c = seed_comparison(results, notebook, dataset, b, w, metric)
-                claim = Claim(notebook, b, w, metric, "", higher=higher)
                 out.append({"dataset": dataset, "level": level, "better": b, "worse": w, "seeds": c["seeds"],
                             "better mean": c["better_mean"] * scale, "better std": c["better_std"] * scale,
                             "worse mean": c["worse_mean"] * scale, "worse std": c["worse_std"] * scale,
                             "difference": c["difference"] * scale, "pooled std": c["pooled_std"] * scale,
-                            "status": _status(c, claim)})
+                            "status": _status(c, higher)})
     columns = ["dataset", "level", "better", "worse", "seeds", "better mean", "better std", "worse mean",
                "worse std", "difference", "pooled std", "status"]
     numbers = {c: float for c in columns[5:-1]} | {"seeds": int}
@@ -521,12 +520,14 @@ def comparisons(results: pd.DataFrame, notebook: str, pairs: list[tuple[str, str
 
 def comparisons_sentence(table: pd.DataFrame, what: str, unit: str = " points") -> str:
     """One sentence from :func:`comparisons`' table: in how many comparisons ``what`` holds, is reversed or is not
-    resolved, naming each one that holds or is reversed with its difference +- pooled seed std."""
+    resolved, naming each one that holds or is reversed with its difference +- pooled seed std (and its metric,
+    where the table has a ``metric`` column: several metrics' comparisons concatenated)."""
     if table.empty:
         return f"No runs compare {what} yet."
 
-    def named(rows: pd.DataFrame) -> str:
-        return "; ".join(f"{r.dataset} {r.better} vs {r.worse} {r.difference:+.1f} ± {r.pooled_std:.1f}{unit}"
+    def named(rows: pd.DataFrame) -> str:  # with the metric where the table joins several
+        return "; ".join(f"{r.dataset} {r.better} vs {r.worse}" + (f" ({r.metric})" if "metric" in rows else "")
+                         + f" {r.difference:+.1f} ± {r.pooled_std:.1f}{unit}"
                          for r in rows.rename(columns=lambda c: c.replace(" ", "_")).itertuples())
 
     parts = []

@@ -290,6 +290,8 @@ def test_comparisons_expand_a_sweep_and_judge_each_level():
     assert sentence.startswith("Of 4 comparisons, FKT beating RT holds in 1 (cifar10 fkt@0.01 vs rt@0.01 +11.0 ± ")
     assert "is reversed in 2" in sentence and "within the seed spread in 1" in sentence
     assert comparisons_sentence(table.iloc[:0], "FKT beating RT") == "No runs compare FKT beating RT yet."
+    several = comparisons_sentence(table.assign(metric="accuracy"), "FKT beating RT")
+    assert "cifar10 fkt@0.01 vs rt@0.01 (accuracy) +11.0 ± " in several
     lower = comparisons(frame, "02_functional_knowledge_transfer", [("rt@1", "fkt@1")], "accuracy", higher=False)
     assert lower["status"].tolist() == ["reversed"]  # rt is higher, but lower was claimed better
 

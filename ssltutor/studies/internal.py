@@ -262,17 +262,18 @@ def group_recovery(backbone: Backbone, images: torch.Tensor, stages: Sequence[in
     stages = list(range(len(backbone.stages))) if stages is None else list(stages)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     cut = int(train_fraction * len(images))
+    with torch.no_grad():  # the undiscarded pooled features: the same for every stage
+        plain = backbone.eval()(images[order[cut:]]).float()
+    zeroed_undiscarded = float((plain == 0).float().mean())
     rows = []
     for stage in stages:
         train_x, train_y = discarded_group_features(backbone, images[order[:cut]], stage, num_groups)
         test_x, test_y = discarded_group_features(backbone, images[order[cut:]], stage, num_groups)
-        with torch.no_grad():
-            plain = backbone.eval()(images[order[cut:]]).float()
         probe = linear_probe(train_x, train_y, test_x, test_y, num_classes=num_groups, epochs=epochs, seed=seed)
         rows.append({"stage": stage, "channels": backbone.stage_channels[stage], "groups": num_groups,
                      "last": stage == len(backbone.stages) - 1,
                      "zeroed": float((test_x == 0).float().mean()),
-                     "zeroed_undiscarded": float((plain == 0).float().mean()),
+                     "zeroed_undiscarded": zeroed_undiscarded,
                      "group_accuracy": probe.accuracy, "chance": 1 / num_groups})
     return pd.DataFrame(rows)
 

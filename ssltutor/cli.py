@@ -3,6 +3,7 @@
     ssltutor run notebooks/02_functional_knowledge_transfer.ipynb -p dataset cifar10 -p preset smoke --output runs/one
     ssltutor batch --datasets intel_image,cifar10,aptos2019 --data-root ../shared/data --preset cpu --seeds 0,1,2 \\
         --output runs/cpu
+    ssltutor collect runs/cpu --into results/cpu   # add a batch's runs to a committed results folder
     ssltutor book                   # execute every notebook on its default (digits), then build _build/html
     ssltutor book --from runs/cpu   # use the notebooks a batch executed (first dataset, seed 0) and its results
 """
@@ -24,6 +25,7 @@ from .runs import (
     ParameterError,
     check_data_root,
     check_parameters,
+    collect_results,
     gather_results,
     notebook_parameters,
     paper_notebooks,
@@ -88,6 +90,13 @@ def cmd_run(args) -> int:
         return 1
     metrics = output / "metrics.json"
     print(f"done in {result.duration_s:.0f} s: {output / nb.name}" + (f", {metrics}" if metrics.is_file() else ""))
+    return 0
+
+
+def cmd_collect(args) -> int:
+    counts = collect_results(Path(args.source), Path(args.into))
+    print(f"{args.into}: {counts['added']} runs added, {counts['replaced']} replaced, {counts['kept']} kept; "
+          f"{counts['invocations']} batch invocations added")
     return 0
 
 
@@ -195,6 +204,13 @@ def parser() -> argparse.ArgumentParser:
                        help="CPU threads per notebook kernel (OMP_NUM_THREADS; default: cores / workers)")
     batch.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
     batch.set_defaults(func=cmd_batch)
+
+    collect = sub.add_parser("collect", help="add a batch folder's runs to a results folder (e.g. results/cpu)")
+    collect.add_argument("source", help="the batch folder (the --output of `ssltutor batch`)")
+    collect.add_argument("--into", required=True,
+                         help="the results folder: its results.csv, histories.csv and batch.json gain the batch's "
+                              "runs (a run already there is replaced, every other run kept)")
+    collect.set_defaults(func=cmd_collect)
 
     book = sub.add_parser("book", help="execute the notebooks and build the jupyter-book into _build/html")
     book.add_argument("--from", dest="from_run", default=None,

@@ -494,6 +494,49 @@ def write_results(output: Path) -> Path:
     return path
 
 
+def collect_results(source: Path, into: Path) -> dict:
+    """Merge batch folder ``source`` into results folder ``into`` (e.g. ``runs/cpu`` into ``results/cpu``):
+    ``results.csv`` and ``histories.csv`` get ``source``'s runs, replacing the rows of any run already there and
+    keeping every other run; ``batch.json`` gets ``source``'s invocations (one already there, same command and
+    date, is updated). So a matrix filled over several machines, each starting from an empty batch folder, adds up
+    in one committed folder. Returns counts: runs added, replaced, kept, and invocations added."""
+    source, into = Path(source), Path(into)
+    records = _metrics_records(source)
+    if not records:
+        raise ParameterError(f"{source} holds no metrics.json: give the --output folder of an `ssltutor batch` "
+                             "that finished at least one run")
+    into.mkdir(parents=True, exist_ok=True)
+    new = {"results.csv": gather_results(source, records), "histories.csv": gather_histories(source, records)}
+    runs = set(new["results.csv"]["run"])
+    olds = {name: pd.read_csv(into / name) if (into / name).is_file() else frame.iloc[:0]
+            for name, frame in new.items()}
+    for name, old in olds.items():  # every table checked before any is written
+        if list(old.columns) != list(new[name].columns):
+            raise ParameterError(f"{into / name} has columns {list(old.columns)}, not this version's "
+                                 f"{list(new[name].columns)}: collect into an empty folder instead (nothing was "
+                                 "written)")
+    before = set(olds["results.csv"]["run"])
+    counts = {"added": len(runs - before), "replaced": len(runs & before), "kept": len(before - runs)}
+    for name, frame in new.items():
+        kept = olds[name][~olds[name]["run"].isin(runs)]
+        merged = pd.concat([kept, frame], ignore_index=True) if len(kept) else frame
+        merged.sort_values(["run"], kind="stable").to_csv(into / name, index=False)
+    batches, path = [], into / "batch.json"
+    history = json.loads(path.read_text()) if path.is_file() else []
+    if (source / "batch.json").is_file():
+        batches = json.loads((source / "batch.json").read_text())
+    known = {(b.get("command"), b.get("date")): i for i, b in enumerate(history)}
+    for entry in batches:
+        key = (entry.get("command"), entry.get("date"))
+        if key in known:
+            history[known[key]] = entry
+        else:
+            history.append(entry)
+    path.write_text(json.dumps(history, indent=2))
+    counts["invocations"] = sum((b.get("command"), b.get("date")) not in known for b in batches)
+    return counts
+
+
 def summary_table(results: list[JobResult]) -> pd.DataFrame:
     """One row per job: status, duration, and for failures the failing cell and its error."""
     return pd.DataFrame([{"job": r.name, "status": r.status, "seconds": r.duration_s,

@@ -211,6 +211,56 @@ def test_metrics_record_images_settings_and_histories(tmp_path):
     assert set(histories["run"]) == {"04_x/cifar10-cpu-seed2"} and set(histories["seed"]) == {2}
 
 
+def _batch_folder(root, runs, invocation):
+    """A batch folder as `ssltutor batch` leaves it: runs {(notebook, seed): accuracy}, one batch.json entry."""
+    for (notebook, seed), accuracy in runs.items():
+        folder = root / notebook / f"cifar10-cpu-seed{seed}"
+        write_metrics(folder, notebook, {"dataset": "cifar10", "preset": "cpu", "seed": seed, "device": "cpu",
+                                         "output_dir": str(folder)}, {"a": {"accuracy": accuracy}}, started=0.0,
+                      histories={"a": pd.DataFrame({"epoch": [1, 2], "loss": [2.0, 1.0]})})
+    (root / "batch.json").write_text(json.dumps([invocation]))
+    return root
+
+
+def test_collect_adds_a_batch_to_a_results_folder_and_keeps_the_rest(tmp_path, capsys):
+    first = {"command": "ssltutor batch --seeds 0", "date": "2026-12-01T10:00:00+0000", "jobs": 2}
+    _batch_folder(tmp_path / "machine1", {("03_x", 0): 0.5, ("04_x", 0): 0.6}, first)
+    into = tmp_path / "results"
+    assert cli.main(["collect", str(tmp_path / "machine1"), "--into", str(into)]) == 0
+    assert "2 runs added, 0 replaced, 0 kept; 1 batch invocations added" in capsys.readouterr().out
+    # a later machine starts from an empty batch folder: its runs are added, a rerun one replaced, the rest kept
+    second = {"command": "ssltutor batch --seeds 1", "date": "2026-12-02T10:00:00+0000", "jobs": 2}
+    _batch_folder(tmp_path / "machine2", {("03_x", 1): 0.7, ("04_x", 0): 0.65}, second)
+    assert cli.main(["collect", str(tmp_path / "machine2"), "--into", str(into)]) == 0
+    assert "1 runs added, 1 replaced, 1 kept; 1 batch invocations added" in capsys.readouterr().out
+    results = pd.read_csv(into / "results.csv")
+    assert list(results.columns) == RESULT_COLUMNS
+    assert dict(zip(results["run"], results["value"])) == {
+        "03_x/cifar10-cpu-seed0": 0.5, "03_x/cifar10-cpu-seed1": 0.7, "04_x/cifar10-cpu-seed0": 0.65}
+    histories = pd.read_csv(into / "histories.csv")
+    assert histories.groupby("run").size().to_dict() == {run: 2 for run in results["run"]}
+    assert [b["command"] for b in json.loads((into / "batch.json").read_text())] == [first["command"],
+                                                                                     second["command"]]
+    # collecting the same batch again after it finished updates its invocation instead of adding one
+    _batch_folder(tmp_path / "machine2", {}, {**second, "finished": "2026-12-02T11:00:00+0000"})
+    assert cli.main(["collect", str(tmp_path / "machine2"), "--into", str(into)]) == 0
+    batches = json.loads((into / "batch.json").read_text())
+    assert len(batches) == 2 and batches[1]["finished"] == "2026-12-02T11:00:00+0000"
+    assert len(pd.read_csv(into / "results.csv")) == 3
+
+
+def test_collect_refuses_an_empty_batch_or_a_foreign_table(tmp_path, capsys):
+    assert cli.main(["collect", str(tmp_path / "nothing"), "--into", str(tmp_path / "results")]) == 2
+    assert "holds no metrics.json" in capsys.readouterr().err and not (tmp_path / "results").exists()
+    _batch_folder(tmp_path / "batch", {("03_x", 0): 0.5}, {"command": "c", "date": "d"})
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "results.csv").write_text("name,score\nmy run,1\n")
+    assert cli.main(["collect", str(tmp_path / "batch"), "--into", str(foreign)]) == 2
+    assert "collect into an empty folder" in capsys.readouterr().err
+    assert (foreign / "results.csv").read_text() == "name,score\nmy run,1\n"  # the user's file is untouched
+
+
 def test_repository_url_lives_in_config_and_toc_resolves():
     url = repository_url()
     assert url.startswith("https://github.com/") and colab_cell() == COLAB_CELL.format(url=url)

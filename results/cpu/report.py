@@ -52,7 +52,11 @@ def readme(folder: Path = HERE) -> str:
         "(20,000 train / 10,000 test), the Intel Image and APTOS 2019 subsets} x seeds 0, 1, 2 at the `cpu` preset,",
         "CaSSLe with `-p compare_methods simclr,byol,barlow_twins`. The data folder is a folder of links: its",
         "`cifar-10-batches-py` is the 20k pool's, `intel_image` and `aptos2019` the subsets (Intel Image also serves",
-        "DoGo's transfer from CIFAR-10). The batch is resumable: rerunning a command skips finished runs. Invocations:",
+        "DoGo's transfer from CIFAR-10). The batch is resumable: rerunning a command skips finished runs. The matrix",
+        "was filled over several sessions, each on a new machine whose batch folder started empty; each session's",
+        "runs were added here with `ssltutor collect /work/runs/cpu --into results/cpu` (a run collected again",
+        "replaces its rows, the others are kept), so an invocation below that did not finish lost only the run it",
+        "had in progress, which a later invocation ran again. Invocations:",
         "", *invocations, "",
         f"Runs finished: {runs} of the matrix's {MATRIX_RUNS}; their notebooks' wall times add up to {hours:.1f} "
         f"hours, and the invocations that finished took {wall:.1f} hours of wall clock, on one 2-core machine",

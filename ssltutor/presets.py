@@ -544,7 +544,8 @@ def resolve(name: str, paper: str | None = None, dataset: str | None = None, **o
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESET_CHOICES)}")
     if paper is not None and paper not in PAPER_PRESETS:
-        raise ValueError(f"no presets for paper {paper!r}: known papers are {', '.join(sorted(PAPER_PRESETS)) or 'none'}")
+        known = ", ".join(sorted(PAPER_PRESETS)) or "none"
+        raise ValueError(f"no presets for paper {paper!r}: known papers are {known}")
     schema = SCHEMAS[paper]
     known = {f.name for f in dataclasses.fields(schema)}
     merged = copy.deepcopy(PRESETS[name])

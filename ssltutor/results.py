@@ -95,6 +95,15 @@ def runs_matrix(results: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()[columns]
 
 
+def markdown_table(frame: pd.DataFrame, index: bool = False) -> list[str]:
+    """``frame`` as the lines of a GitHub markdown table (header, rule, one line per row), cells as ``str`` gives
+    them; ``index``: the index as the first column, headed by its name. Needs no ``tabulate``."""
+    cols = [str(c) for c in frame.columns]
+    head = [frame.index.name or "", *cols] if index else cols
+    rows = [[str(i), *map(str, row)] if index else list(map(str, row)) for i, row in zip(frame.index, frame.values)]
+    return ["| " + " | ".join(head) + " |", "|---" * len(head) + "|", *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """Mean, std (over seeds, ddof=1; 0 for one seed), number of seeds and mean duration per ``GROUP``."""
     if results.empty:

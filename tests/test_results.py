@@ -321,3 +321,13 @@ def test_results_cpu_readme_is_what_its_report_writes():
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)
     assert report.readme() == (ROOT / "results" / "cpu" / "README.md").read_text(), "rerun: python results/cpu/report.py"
+
+
+def test_markdown_table_lines_with_and_without_the_index():
+    from ssltutor.results import markdown_table
+
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", 0.5]}, index=pd.Index(["r1", "r2"], name="run"))
+    assert markdown_table(frame) == ["| a | b |", "|---|---|", "| 1 | x |", "| 2 | 0.5 |"]
+    assert markdown_table(frame, index=True) == ["| run | a | b |", "|---|---|---|", "| r1 | 1 | x |",
+                                                 "| r2 | 2 | 0.5 |"]
+    assert markdown_table(frame.iloc[:0]) == ["| a | b |", "|---|---|"]

@@ -7,16 +7,10 @@ claims tested on these runs (ssltutor.results.claims_table). Every number comes 
 import json
 from pathlib import Path
 
-from ssltutor.results import claims_table, load_results, runs_matrix
+from ssltutor.results import claims_table, load_results, markdown_table, runs_matrix
 
 HERE = Path(__file__).resolve().parent
 MATRIX_RUNS = 5 * 3 * 3  # five paper notebooks x three datasets x three seeds
-
-
-def markdown_table(frame) -> list[str]:
-    cols = list(frame.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
-    return lines + ["| " + " | ".join(str(row[c]) for c in cols) + " |" for _, row in frame.iterrows()]
 
 
 def invocation(b: dict) -> str:

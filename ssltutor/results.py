@@ -199,43 +199,52 @@ def paper_sources(paper: pd.DataFrame) -> pd.DataFrame:
 def plot_notebook(summary: pd.DataFrame, paper: pd.DataFrame, notebook: str, metrics: list[str] | None = None,
                   variants: list[str] | None = None) -> Figure | None:
     """Bars per dataset of each variant's ``metrics`` (default: the notebook's first metric), mean ± std over seeds,
-    in percent for accuracy-like metrics; the paper's number for the same dataset, variant and metric as a black
-    diamond (its own, larger setting). Without runs of ours: the paper's numbers as bars; None when neither."""
+    one panel per metric (each on its own scale, in percent for accuracy-like metrics), every variant in one colour
+    across the panels; the paper's number for the same dataset, variant and metric as a black diamond (its own,
+    larger setting). Without runs of ours: the paper's numbers as bars; None when neither."""
     ours = select(summary, notebook, metrics, variants)
     theirs = select(paper, notebook, metrics, variants)
     if ours.empty and theirs.empty:
         return None
-    metrics = metrics or [(ours if not ours.empty else theirs)["metric"].iloc[0]]
-    ours, theirs = ours[ours["metric"].isin(metrics)], theirs[theirs["metric"].isin(metrics)]
-    percent = all(is_percent(m) for m in metrics)
-    scale = 100.0 if percent else 1.0
-    label = f"{' / '.join(metrics)}" + (" (%)" if percent else "")
-
-    def bars(rows: pd.DataFrame, mean: str, std: str) -> pd.DataFrame:
-        hue = rows["variant"] if len(metrics) == 1 else rows["variant"] + " (" + rows["metric"] + ")"
-        return rows.drop(columns="variant").assign(
-            **{label: rows[mean] * scale, "std": rows[std].fillna(0) * scale, "variant": hue})
-
     source = ours if not ours.empty else theirs
-    width_in = 3.0 + 0.45 * source["dataset"].nunique() * max(1, source["variant"].nunique() * len(metrics))
-    fig, ax = plt.subplots(figsize=(min(max(width_in, 6.5), 13), 3.8), layout="constrained")
-    if ours.empty:
-        return plot_bar_comparison(bars(theirs, "value", "std"), x="dataset", y=label, hue="variant", yerr="std",
-                                   ax=ax, title=f"{notebook}: the paper's numbers (no runs of ours yet)")
-    table = bars(ours, "mean", "std")
-    plot_bar_comparison(table, x="dataset", y=label, hue="variant", yerr="std", ax=ax,
-                        title=f"{notebook}: mean ± std over seeds")
-    groups, hues = list(dict.fromkeys(table["dataset"])), list(dict.fromkeys(table["variant"]))
-    width = 0.8 / max(1, len(hues))
-    shown = False
-    for _, row in bars(theirs, "value", "std").iterrows():
-        if row["dataset"] in groups and row["variant"] in hues:
-            x = groups.index(row["dataset"]) + (hues.index(row["variant"]) - (len(hues) - 1) / 2) * width
-            ax.plot(x, row[label], marker="D", color="black", markersize=6, linestyle="none",
-                    label=None if shown else "paper (its setting)")
-            shown = True
-    if shown:
-        ax.legend(title="variant", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    metrics = [m for m in (metrics or [source["metric"].iloc[0]]) if (source["metric"] == m).any()]
+    hues = list(dict.fromkeys(source["variant"]))
+    colors = dict(zip(hues, plt.get_cmap("tab10" if len(hues) <= 10 else "tab20").colors))
+    groups = list(dict.fromkeys(source["dataset"]))
+    width_in = min(max(3.0 + 0.32 * len(groups) * len(hues), 7.0), 10.5)
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(width_in, 0.4 + 2.7 * len(metrics)), layout="constrained",
+                             squeeze=False)
+    mean, std = ("mean", "std") if not ours.empty else ("value", "std")
+    for ax, metric in zip(axes[:, 0], metrics):
+        scale = 100.0 if is_percent(metric) else 1.0
+        label = metric + (" (%)" if scale == 100.0 else "")
+        rows = source[source["metric"] == metric]
+        present = [h for h in hues if (rows["variant"] == h).any()]
+        width = 0.8 / max(1, len(present))
+        for k, variant in enumerate(present):
+            values = rows[rows["variant"] == variant].set_index("dataset").reindex(groups)
+            errors = values[std].fillna(0).to_numpy(dtype=float) * scale if std in values else None
+            x = np.arange(len(groups)) + (k - (len(present) - 1) / 2) * width
+            ax.bar(x, values[mean].to_numpy(dtype=float) * scale, width, yerr=errors, capsize=3,
+                   color=colors[variant], label=variant)
+            if ours.empty:
+                continue
+            for _, row in theirs[(theirs["metric"] == metric) & (theirs["variant"] == variant)].iterrows():
+                if row["dataset"] in groups:
+                    ax.plot(x[groups.index(row["dataset"])], row["value"] * scale, marker="D", color="black",
+                            markersize=6, linestyle="none", label="paper (its setting)")
+        ax.set_xticks(range(len(groups)), [str(g) for g in groups])
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    handles = {}
+    for ax in axes[:, 0]:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(name, handle)
+    axes[0, 0].legend(handles.values(), handles.keys(), title="variant", fontsize="small", loc="upper left",
+                      bbox_to_anchor=(1.01, 1), frameon=False)
+    axes[-1, 0].set_xlabel("dataset")
+    axes[0, 0].set_title(f"{notebook}: mean ± std over seeds" if not ours.empty
+                         else f"{notebook}: the paper's numbers (no runs of ours yet)")
     return fig
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import matplotlib
 import pandas as pd
+from matplotlib.container import BarContainer
 import pytest
 
 from ssltutor.results import (
@@ -64,6 +65,14 @@ def test_figures_with_and_without_runs(results, tmp_path):
     summary = summarize(results)
     fig = plot_notebook(summary, paper, NB, ["accuracy"], ["rt", "fkt"])
     assert fig.axes[0].get_legend() is not None and "%" in fig.axes[0].get_ylabel()
+    # several metrics: one panel each on its own scale, every variant in the same colour in every panel
+    overhead = results.assign(metric="overhead", value=results["value"] * 3)
+    two = plot_notebook(summarize(pd.concat([results, overhead])), paper, NB, ["accuracy", "overhead"],
+                        ["rt", "fkt"])
+    assert len(two.axes) == 2 and [ax.get_ylabel() for ax in two.axes] == ["accuracy (%)", "overhead"]
+    bars = [{c.get_label(): c.patches[0].get_facecolor() for c in ax.containers if isinstance(c, BarContainer)}
+            for ax in two.axes]
+    assert list(bars[0]) == ["rt", "fkt"] and bars[0] == bars[1]
     assert plot_notebook(summary.iloc[0:0], paper, NB) is not None, "no runs: the paper's numbers alone"
     assert plot_notebook(summary, paper, "04_nothing_yet") is None
     assert len(plot_overview(summary, {NB: {"metrics": ["accuracy"], "variants": None}}).axes) == 1

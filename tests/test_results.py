@@ -102,7 +102,12 @@ def test_committed_cpu_results_are_cells_of_the_full_run_matrix():
     assert set(runs["seed"].astype(int)) <= {0, 1, 2}
     cifar = runs[runs["dataset"] == "cifar10"]
     assert (cifar["train_images"] >= 17_000).all() and (cifar["test_images"] == 10_000).all()
-    assert results["value"].notna().mean() > 0.95 and (runs["duration_s"] > 0).all()
+    # a value is missing only where it is undefined: the joint upper bound trains no task sequence, so it has no
+    # forgetting or transfer
+    missing = results[results["value"].isna()]
+    assert missing["variant"].str.endswith("/joint").all(), missing[["run", "variant", "metric"]].head()
+    assert set(missing["metric"]) <= {"forgetting", "backward_transfer", "forward_transfer"}
+    assert (runs["duration_s"] > 0).all()
     histories = pd.read_csv(folder / "histories.csv")
     assert set(histories["run"]) == set(runs["run"])  # every run's per-epoch curves are committed too
     batch = json.loads((folder / "batch.json").read_text())

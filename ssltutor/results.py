@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .plots import plot_bar_comparison
 from .runs import RESULT_COLUMNS
 
 GROUP = ["notebook", "dataset", "preset", "options", "variant", "metric"]
@@ -214,7 +213,7 @@ def plot_notebook(summary: pd.DataFrame, paper: pd.DataFrame, notebook: str, met
     width_in = min(max(3.0 + 0.32 * len(groups) * len(hues), 7.0), 10.5)
     fig, axes = plt.subplots(len(metrics), 1, figsize=(width_in, 0.4 + 2.7 * len(metrics)), layout="constrained",
                              squeeze=False)
-    mean, std = ("mean", "std") if not ours.empty else ("value", "std")
+    mean, std = ("mean" if not ours.empty else "value"), "std"
     for ax, metric in zip(axes[:, 0], metrics):
         scale = 100.0 if is_percent(metric) else 1.0
         label = metric + (" (%)" if scale == 100.0 else "")

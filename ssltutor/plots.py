@@ -404,6 +404,8 @@ def plot_bar_comparison(
     yerr: str | None = None,
     ax=None,
     title: str | None = None,
+    colors: Mapping[str, object] | None = None,
+    bar_labels: bool | None = None,
 ) -> Figure:
     """Grouped bars of ``y`` per ``x`` (and per ``hue`` within a group), with ``mean +- std`` error bars.
 
@@ -411,6 +413,9 @@ def plot_bar_comparison(
         df: one row per (x, hue) with the mean in ``y`` and the std in column ``yerr``; or several rows per
             (x, hue) (e.g. one per seed) and ``yerr=None``: then the mean and std over rows are drawn.
         x: column of groups on the x axis; ``hue``: column of bars within a group (optional).
+        colors: {hue value: matplotlib colour}, to keep one colour per hue across several axes; hues it does not
+            name take the next colour of the cycle.
+        bar_labels: write each bar's value above it; ``None``: only when there are at most 24 bars.
     """
     columns = [c for c in (x, y, hue, yerr) if c is not None]
     missing = [c for c in columns if c not in df]
@@ -431,8 +436,10 @@ def plot_bar_comparison(
         values = rows.set_index(x).reindex(groups)
         positions = np.arange(len(groups)) + (k - (len(hues) - 1) / 2) * width
         errors = values[yerr].to_numpy(dtype=float) if yerr else None
-        bars = ax.bar(positions, values[y].to_numpy(dtype=float), width, yerr=errors, capsize=3, label=h)
-        if len(groups) * len(hues) <= 24:
+        color = (colors or {}).get(h)
+        bars = ax.bar(positions, values[y].to_numpy(dtype=float), width, yerr=errors, capsize=3, label=h,
+                      **({"color": color} if color is not None else {}))
+        if bar_labels or (bar_labels is None and len(groups) * len(hues) <= 24):
             ax.bar_label(bars, fmt="%.3g", fontsize="x-small", padding=2)
     ax.set_xticks(range(len(groups)), [str(g) for g in groups])
     ax.set_xlabel(x)

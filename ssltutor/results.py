@@ -16,8 +16,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 
+from .plots import plot_bar_comparison
 from .runs import RESULT_COLUMNS
 
 GROUP = ["notebook", "dataset", "preset", "options", "variant", "metric"]
@@ -213,32 +215,32 @@ def plot_notebook(summary: pd.DataFrame, paper: pd.DataFrame, notebook: str, met
     width_in = min(max(3.0 + 0.32 * len(groups) * len(hues), 7.0), 10.5)
     fig, axes = plt.subplots(len(metrics), 1, figsize=(width_in, 0.4 + 2.7 * len(metrics)), layout="constrained",
                              squeeze=False)
-    mean, std = ("mean" if not ours.empty else "value"), "std"
+    mean = "mean" if not ours.empty else "value"
     for ax, metric in zip(axes[:, 0], metrics):
         scale = 100.0 if is_percent(metric) else 1.0
         label = metric + (" (%)" if scale == 100.0 else "")
         rows = source[source["metric"] == metric]
-        present = [h for h in hues if (rows["variant"] == h).any()]
-        width = 0.8 / max(1, len(present))
-        for k, variant in enumerate(present):
-            values = rows[rows["variant"] == variant].set_index("dataset").reindex(groups)
-            errors = values[std].fillna(0).to_numpy(dtype=float) * scale if std in values else None
-            x = np.arange(len(groups)) + (k - (len(present) - 1) / 2) * width
-            ax.bar(x, values[mean].to_numpy(dtype=float) * scale, width, yerr=errors, capsize=3,
-                   color=colors[variant], label=variant)
-            if ours.empty:
-                continue
-            for _, row in theirs[(theirs["metric"] == metric) & (theirs["variant"] == variant)].iterrows():
-                if row["dataset"] in groups:
-                    ax.plot(x[groups.index(row["dataset"])], row["value"] * scale, marker="D", color="black",
-                            markersize=6, linestyle="none", label="paper (its setting)")
-        ax.set_xticks(range(len(groups)), [str(g) for g in groups])
-        ax.set_ylabel(label)
-        ax.grid(axis="y", alpha=0.3)
+        table = rows.assign(**{label: rows[mean] * scale, "_std": rows["std"].fillna(0) * scale})
+        plot_bar_comparison(table, x="dataset", y=label, hue="variant", yerr="_std", ax=ax, colors=colors,
+                            bar_labels=False)
+        ax.get_legend().remove()
+        ax.set_xlabel("")
+        if ours.empty:
+            continue
+        # the paper's number on its bar: the bar of (variant, dataset) is the container's patch at that group
+        bar_of = {(c.get_label(), d): p for c in ax.containers if isinstance(c, BarContainer)
+                  for d, p in zip(dict.fromkeys(rows["dataset"]), c.patches)}
+        for _, row in theirs[theirs["metric"] == metric].iterrows():
+            patch = bar_of.get((row["variant"], row["dataset"]))
+            if patch is not None:
+                ax.plot(patch.get_x() + patch.get_width() / 2, row["value"] * scale, marker="D", color="black",
+                        markersize=6, linestyle="none", label="paper (its setting)")
     handles = {}
     for ax in axes[:, 0]:
         for handle, name in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(name, handle)
+    if "paper (its setting)" in handles:  # the variants first, the paper's marker last
+        handles["paper (its setting)"] = handles.pop("paper (its setting)")
     axes[0, 0].legend(handles.values(), handles.keys(), title="variant", fontsize="small", loc="upper left",
                       bbox_to_anchor=(1.01, 1), frameon=False)
     axes[-1, 0].set_xlabel("dataset")
@@ -247,47 +249,6 @@ def plot_notebook(summary: pd.DataFrame, paper: pd.DataFrame, notebook: str, met
     return fig
 
 
-def plot_overview(summary: pd.DataFrame, headline: dict[str, dict] | None = None, title: str | None = None
-                  ) -> Figure | None:
-    """One panel per notebook: each variant's headline metric per dataset (mean ± std), the chapters side by side.
-
-    ``headline``: {notebook: {"metrics": [metric, ...], "variants": [...] or None}}; the first metric is drawn
-    (default for notebooks not listed: ``accuracy``, all variants but sweeps)."""
-    headline = headline or {}
-    notebooks = [nb for nb in dict.fromkeys([*headline, *summary["notebook"]]) if nb in set(summary["notebook"])]
-    panels = []
-    for nb in notebooks:
-        choice = headline.get(nb, {})
-        wanted = [m for m in (choice.get("metrics") or ["accuracy"]) if is_percent(m)] or ["accuracy"]
-        rows = select(summary, nb, wanted, choice.get("variants"))
-        # each variant's first headline metric that it has (e.g. "accuracy" or "accuracy_aggregated")
-        rank = rows["metric"].map({m: i for i, m in enumerate(wanted)})
-        rows = rows.assign(_rank=rank).sort_values("_rank", kind="stable")
-        rows = rows[rows["_rank"] == rows.groupby("variant")["_rank"].transform("min")].drop(columns="_rank")
-        if not rows.empty:
-            panels.append((nb, " / ".join(dict.fromkeys(rows["metric"])), rows))
-    if not panels:
-        return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.6), layout="constrained", squeeze=False)
-    for ax, (nb, metric, rows) in zip(axes[0], panels):
-        scale = 100.0
-        datasets = list(dict.fromkeys(rows["dataset"]))
-        variants = list(dict.fromkeys(rows["variant"]))
-        for k, variant in enumerate(variants):
-            part = rows[rows["variant"] == variant]
-            x = np.array([datasets.index(d) for d in part["dataset"]]) + 0.5 * ((k + 0.5) / len(variants) - 0.5)
-            ax.errorbar(x, part["mean"] * scale, yerr=part["std"] * scale, fmt="o", capsize=3, label=variant)
-        ax.set_xticks(np.arange(len(datasets)), datasets, rotation=20)
-        ax.set_title(nb, fontsize="small")
-        ax.set_ylabel(f"{metric} (%)")
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize="x-small")
-    if title:
-        fig.suptitle(title)
-    return fig
-
-
-# ---------------------------------------------------------------------------------------------------- sweeps, curves
 def _level(text: str) -> float:
     """``"0.25"`` -> 0.25, ``"4ep"`` -> 4.0: the number a sweep's level starts with."""
     import re

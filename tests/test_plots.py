@@ -8,6 +8,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.container import BarContainer  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ssltutor import plots  # noqa: E402
@@ -142,6 +143,14 @@ def test_plot_bar_comparison_table_and_raw_seeds():
     (ax,) = fig.axes
     assert len(ax.patches) == 4
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["base", "+rot"]
+    assert len(ax.texts) == 4, "4 bars: each labelled with its value"
+    fig = plots.plot_bar_comparison(table, x="method", y="acc", hue="setting", yerr="std",
+                                    colors={"+rot": "red"}, bar_labels=False)
+    (ax,) = fig.axes
+    base, rot = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert rot.patches[0].get_facecolor() == matplotlib.colors.to_rgba("red")
+    assert base.patches[0].get_facecolor() != rot.patches[0].get_facecolor(), "unnamed hue: next cycle colour"
+    assert not ax.texts
 
     seeds = pd.DataFrame({"method": ["a", "a", "b", "b"], "acc": [0.5, 0.7, 0.9, 0.9]})
     fig = plots.plot_bar_comparison(seeds, x="method", y="acc")

@@ -13,7 +13,6 @@ from ssltutor.results import (
     load_results,
     paper_sources,
     plot_notebook,
-    plot_overview,
     summarize,
 )
 from ssltutor.runs import RESULT_COLUMNS, ROOT
@@ -65,6 +64,8 @@ def test_figures_with_and_without_runs(results, tmp_path):
     summary = summarize(results)
     fig = plot_notebook(summary, paper, NB, ["accuracy"], ["rt", "fkt"])
     assert fig.axes[0].get_legend() is not None and "%" in fig.axes[0].get_ylabel()
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[:2] == ["rt", "fkt"] and legend[2:] in ([], ["paper (its setting)"])
     # several metrics: one panel each on its own scale, every variant in the same colour in every panel
     overhead = results.assign(metric="overhead", value=results["value"] * 3)
     two = plot_notebook(summarize(pd.concat([results, overhead])), paper, NB, ["accuracy", "overhead"],
@@ -75,7 +76,6 @@ def test_figures_with_and_without_runs(results, tmp_path):
     assert list(bars[0]) == ["rt", "fkt"] and bars[0] == bars[1]
     assert plot_notebook(summary.iloc[0:0], paper, NB) is not None, "no runs: the paper's numbers alone"
     assert plot_notebook(summary, paper, "04_nothing_yet") is None
-    assert len(plot_overview(summary, {NB: {"metrics": ["accuracy"], "variants": None}}).axes) == 1
     assert is_percent("linear_noise_40") and is_percent("forgetting") and is_percent("forward_transfer")
     assert not is_percent("kappa_quadratic") and not is_percent("overhead") and not is_percent("train_s")
 

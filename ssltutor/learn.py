@@ -43,9 +43,10 @@ class LearnResult:
 
     def line(self) -> str:
         """``learn METHOD seed S: probe P, knn K, random init probe P0, knn K0, epochs E, train seconds T``."""
+        # seconds as recorded (0.1 s) first, so that a run read back from its record prints the same line
         return (f"learn {self.method} seed {self.seed}: probe {self.probe:.3f}, knn {self.knn:.3f}, "
                 f"random init probe {self.probe0:.3f}, knn {self.knn0:.3f}, epochs {self.epochs}, "
-                f"train seconds {self.train_seconds:.0f}")
+                f"train seconds {round(self.train_seconds, 1):.0f}")
 
 
 def method_settings(settings: dict, name: str, overrides: dict | None = None) -> dict:

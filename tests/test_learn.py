@@ -278,3 +278,9 @@ def test_readme_section_is_the_report_of_the_committed_records():
     spec.loader.exec_module(report)
     expected = report.section(load_records(ROOT / "results" / "laptop" / "bench.csv"))
     assert expected in (ROOT / "README.md").read_text(), "rerun: python results/laptop/report.py"
+
+
+def test_learn_line_prints_train_seconds_as_recorded():
+    # 1.46 s is recorded as 1.5 s: the line of the fresh run and of the run read back must agree ("2" both)
+    fresh, recorded = (LearnResult("simclr", 0, 0.5, 0.4, 0.3, 0.3, 1, s).line() for s in (1.46, 1.5))
+    assert fresh == recorded and fresh.endswith("train seconds 2")

@@ -58,6 +58,40 @@ def test_notebook_code_lines_fit_the_page(path):
                           f"lines from 1); rewrap them:\n" + "\n".join(too_long))
 
 
+def _fenced_code_lines(markdown: str):
+    """(line number, line) of every line inside a fenced code block (```, ```python, ...), not inside a MyST
+    directive fence (```{note}, whose body is prose that wraps)."""
+    fence = None
+    for n, line in enumerate(markdown.split("\n"), start=1):
+        if line.lstrip().startswith("```"):
+            if fence is None:
+                fence = "directive" if line.lstrip()[3:].startswith("{") else "code"
+            else:
+                fence = None
+            continue
+        if fence == "code":
+            yield n, line
+
+
+PAGES = [*NOTEBOOKS, *sorted((ROOT / "book").glob("*.md"))]
+
+
+@pytest.mark.parametrize("path", PAGES, ids=[p.stem for p in PAGES])
+def test_markdown_code_blocks_fit_the_page(path):
+    """Code shown in markdown (notebook markdown cells and the book's .md pages) fits the page like code cells."""
+    texts = ([c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+             if path.suffix == ".ipynb" else [path.read_text()])
+    too_long = [f"  block {i}, line {n}: {len(line)} characters: {line}" for i, text in enumerate(texts)
+                for n, line in _fenced_code_lines(text) if len(line) > MAX_CODE_LINE]
+    assert not too_long, f"{path.name}: code lines over {MAX_CODE_LINE} characters; rewrap them:\n" + "\n".join(
+        too_long)
+
+
+def test_fenced_code_lines_skip_directives():
+    text = "```{note}\n" + "x" * 100 + "\n```\n```bash\nls\n```"
+    assert list(_fenced_code_lines(text)) == [(5, "ls")]
+
+
 @pytest.mark.parametrize("path", PAPER_NOTEBOOKS or [None], ids=ids(PAPER_NOTEBOOKS) or ["none"])
 def test_paper_notebook_parameters(path):
     assert path is not None, "no paper notebooks (notebooks/02_*.ipynb ... 89_*.ipynb) yet"

@@ -249,6 +249,7 @@ def plot_notebook(summary: pd.DataFrame, paper: pd.DataFrame, notebook: str, met
     return fig
 
 
+# ---------------------------------------------------------------------------------------------------- sweeps, curves
 def _level(text: str) -> float:
     """``"0.25"`` -> 0.25, ``"4ep"`` -> 4.0: the number a sweep's level starts with."""
     import re
